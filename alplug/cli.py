@@ -1,0 +1,194 @@
+"""The ``alplug`` command line.
+
+Only click and the standard library are imported at start-up; torch, skorch and
+modAL (about 16 s together) are imported inside the commands that need them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import RunConfig
+from .errors import AlplugError
+
+DEFAULTS = RunConfig()
+
+
+class AlplugGroup(click.Group):
+    """Turns alplug's own errors into one line on stderr (exit 2 for usage errors), never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AlplugError as exc:
+            click.echo(f"alplug: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=AlplugGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="alplug")
+def cli():
+    """Active learning for deep image classifiers: query strategies as plugins over modAL, skorch and torchvision."""
+
+
+def _run_options(f):
+    """The settings of RunConfig as options; defaults shown in --help come from RunConfig."""
+    d = DEFAULTS
+    options = [
+        click.option("--query", "-q", default=d.query, show_default=True,
+                     help="Query strategy name (see `alplug strategies`)."),
+        click.option("--model", "-m", default=d.model, show_default=True,
+                     help="resnet18, resnet50 or squeezenet1_1."),
+        click.option("--dataset", "-d", default=d.dataset, show_default=True,
+                     help="digits, mnist, fashion-mnist, emnist, cifar10, svhn, folder:PATH or npz:PATH."),
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where torchvision data sets are read from and downloaded to "
+                          "[default: $ALPLUG_DATA or ~/.cache/alplug/data]."),
+        click.option("--image-size", type=int, default=None,
+                     help="Side length the model sees (and folder images are made). "
+                          "[default: inputs under 32 px are upsampled to 32; folders: 64]"),
+        click.option("--n-start", type=int, default=d.n_start, show_default=True,
+                     help="Initial labeled images per class, drawn at random."),
+        click.option("--per-round", type=int, default=d.per_round, show_default=True,
+                     help="Images queried and labeled per round."),
+        click.option("--rounds", type=int, default=d.rounds, show_default=True, help="Query rounds after round 0."),
+        click.option("--epochs", type=int, default=d.epochs, show_default=True, help="Training epochs per round."),
+        click.option("--patience", type=int, default=None,
+                     help="Stop after this many rounds without val-2 improvement. [default: off]"),
+        click.option("--budget", type=int, default=None,
+                     help="Stop when this many images are labeled (initial set included). [default: none]"),
+        click.option("--lr", type=float, default=d.lr, show_default=True, help="Learning rate."),
+        click.option("--batch-size", type=int, default=d.batch_size, show_default=True),
+        click.option("--weight-decay", type=float, default=d.weight_decay, show_default=True,
+                     help="L2 penalty."),
+        click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default=d.optimizer,
+                     show_default=True),
+        click.option("--augment/--no-augment", default=d.augment, show_default=True,
+                     help="Rotation ±15°, contrast ±10%, hue ±10% (colour) on the training set."),
+        click.option("--hflip/--no-hflip", default=d.hflip, show_default=True,
+                     help="Add horizontal flips to --augment (off: flips change digits' meaning)."),
+        click.option("--weights", default=None,
+                     help="Pretrained weights: a torchvision name (DEFAULT, IMAGENET1K_V1) or a state-dict file."),
+        click.option("--dropout", type=float, default=None,
+                     help="Dropout before the classifier (needed by MC-dropout strategies on ResNet). "
+                          "[default: the model's own: ResNet none, SqueezeNet 0.5]"),
+        click.option("--warm-start/--no-warm-start", default=d.warm_start, show_default=True,
+                     help="Continue training the previous round's model instead of retraining from scratch."),
+        click.option("--device", default=d.device, show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--seed", type=int, default=d.seed, show_default=True),
+        click.option("--test-size", type=float, default=d.test_size, show_default=True,
+                     help="Held-out test fraction (or count) when the data set has no test set of its own."),
+        click.option("--val1-size", type=float, default=d.val1_size, show_default=True,
+                     help="Validation set 1 (watches training, every epoch): fraction or count."),
+        click.option("--val2-size", type=float, default=d.val2_size, show_default=True,
+                     help="Validation set 2 (scores every round): fraction or count."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+SETTING_NAMES = [f.name for f in dataclasses.fields(RunConfig) if f.name != "query_options"]
+
+
+def _explicit_settings(ctx: click.Context, params: dict) -> dict:
+    """The settings the user typed on the command line (not click's defaults)."""
+    from click.core import ParameterSource
+
+    return {name: params[name] for name in SETTING_NAMES
+            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+
+
+def _default_out(config: RunConfig) -> Path:
+    slug = config.dataset.split(":")[0]
+    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.query}-{config.model}-{slug}-s{config.seed}"
+
+
+@cli.command()
+@_run_options
+@click.option("--out", "-o", type=click.Path(), default=None,
+              help="New run directory (never overwritten). [default: runs/TIMESTAMP-QUERY-MODEL-DATA-sSEED]")
+@click.option("--resume", type=click.Path(), default=None,
+              help="Continue the run in this directory from its last finished round.")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="TOML file with any of these settings (command-line options win).")
+@click.option("--verbose", "-v", is_flag=True, help="Print skorch's per-epoch table.")
+@click.pass_context
+def run(ctx, out, resume, config_file, verbose, **params):
+    """Run pool-based active learning and write a run directory.
+
+    \b
+    Example:
+      alplug run --query margin
+      alplug run --query entropy --model squeezenet1_1 --rounds 10 --seed 3
+    """
+    from .config import read_settings
+    from .errors import UsageError
+    from .rundir import RunDirectory
+
+    # Precedence: command line > --config file > defaults.
+    given = {**(read_settings(config_file) if config_file else {}), **_explicit_settings(ctx, params)}
+    if resume:
+        if out:
+            raise UsageError("--out and --resume exclude each other; --resume continues the run in place")
+        run_dir = RunDirectory.open(resume)
+        config = run_dir.config()
+        diffs = config.differences(dataclasses.replace(config, **given), only=set(given))
+        if diffs:
+            raise UsageError(f"{resume} was started with other settings ({'; '.join(diffs)}); "
+                             "drop those options to continue it, or start a new run with --out")
+    else:
+        config = dataclasses.replace(RunConfig(), **given)
+        run_dir = None
+        out_path = Path(out) if out else _default_out(config)
+        if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+            raise UsageError(f"{out_path} already exists; continue it with `alplug run --resume {out_path}` "
+                             "or choose another --out")
+
+    from .loop import ActiveLearningRun
+    from .summary import format_summary
+
+    # Settings, data and model are all checked here, before a new directory exists.
+    job = ActiveLearningRun(config, echo=click.echo, progress=sys.stderr.isatty() and not verbose)
+    if verbose:
+        job.estimator.set_params(verbose=1)
+    if run_dir is None:
+        run_dir = RunDirectory.create(out_path, config)
+    click.echo(f"alplug: {config.query} on {job.data.name} with {config.model}, seed {config.seed}, "
+               f"device {job.estimator.device}; splits {job.splits.sizes()}; writing {run_dir.path}")
+    try:
+        result = job.run(run_dir)
+    except KeyboardInterrupt:
+        click.echo(f"\nalplug: interrupted; continue with `alplug run --resume {run_dir.path}`", err=True)
+        ctx.exit(130)
+    click.echo(format_summary(result, job.history, run_dir))
+
+
+@cli.command()
+def strategies():
+    """List the registered query strategies."""
+    from .strategies import available_strategies
+
+    rows = []
+    for name, ep in available_strategies().items():
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "?"
+        fn = ep.load()
+        doc = (fn.__doc__ or "").strip().splitlines()
+        rows.append((name, dist, doc[0] if doc else ""))
+    width = max(len(r[0]) for r in rows)
+    dwidth = max(len(r[1]) for r in rows)
+    for name, dist, doc in rows:
+        click.echo(f"{name:<{width}}  {dist:<{dwidth}}  {doc}")
+
+
+def main():
+    cli(prog_name="alplug")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The settings of one active-learning run, read from the CLI and TOML files."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import UsageError
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides what a run does. The defaults are the README's quick digits run."""
+
+    query: str = "margin"
+    query_options: dict = field(default_factory=dict)
+    model: str = "resnet18"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    image_size: int | None = None
+    n_start: int = 5
+    per_round: int = 50
+    rounds: int = 5
+    epochs: int = 10
+    patience: int | None = None
+    budget: int | None = None
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    augment: bool = False
+    hflip: bool = False
+    weights: str | None = None
+    dropout: float | None = None
+    warm_start: bool = False
+    device: str = "auto"
+    seed: int = 0
+    test_size: float = 0.2
+    val1_size: float = 0.1
+    val2_size: float = 0.1
+
+    def validate(self) -> "RunConfig":
+        """Checks that need no data; every problem is reported at once."""
+        problems = []
+        for name, low in (("n_start", 1), ("per_round", 1), ("rounds", 0), ("epochs", 1), ("batch_size", 2)):
+            if getattr(self, name) < low:
+                problems.append(f"--{name.replace('_', '-')} = {getattr(self, name)}, must be >= {low}")
+        if self.patience is not None and self.patience < 1:
+            problems.append(f"--patience = {self.patience}, must be >= 1")
+        if self.budget is not None and self.budget < 1:
+            problems.append(f"--budget = {self.budget}, must be >= 1")
+        if not self.lr > 0:
+            problems.append(f"--lr = {self.lr}, must be > 0")
+        if not self.weight_decay >= 0:
+            problems.append(f"--weight-decay = {self.weight_decay}, must be >= 0")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            problems.append(f"--dropout = {self.dropout}, must be in [0, 1)")
+        if self.image_size is not None and self.image_size < 1:
+            problems.append(f"--image-size = {self.image_size}, must be >= 1")
+        if problems:
+            raise UsageError("; ".join(problems))
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        # TOML has no null: unset options are left out and read back as defaults.
+        return tomli_w.dumps({k: v for k, v in self.to_dict().items() if v is not None and v != {}})
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "settings") -> "RunConfig":
+        return cls(**check_settings(values, source))
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "RunConfig":
+        return cls(**read_settings(path))
+
+    def differences(self, other: "RunConfig", only: set[str] | None = None) -> list[str]:
+        """``name: ours != theirs`` for each setting that differs (restricted to ``only``)."""
+        out = []
+        for f in fields(self):
+            if only is not None and f.name not in only:
+                continue
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a != b:
+                out.append(f"{f.name}: {a!r} != {b!r}")
+        return out
+
+
+def check_settings(values: dict, source: str = "settings") -> dict:
+    """``values`` with keys normalised to field names; unknown keys are an error naming close matches."""
+    import difflib
+
+    names = {f.name for f in fields(RunConfig)}
+    cleaned = {key.replace("-", "_"): value for key, value in values.items()}
+    unknown = [key for key in cleaned if key not in names]
+    if unknown:
+        hints = []
+        for key in unknown:
+            match = difflib.get_close_matches(key, names, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {match[0]!r}?)" if match else ""))
+        raise UsageError(f"unknown setting(s) in {source}: {', '.join(hints)}")
+    return cleaned
+
+
+def read_settings(path: str | Path) -> dict:
+    """The settings a TOML file sets (and only those)."""
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    return check_settings(values, source=str(path))

@@ -1,0 +1,223 @@
+"""Loading data sets into ``(N, C, H, W)`` arrays.
+
+Images stay ``uint8`` where the source is 8-bit (4x less memory than float32;
+the model scales them on the fly). torchvision reads and downloads the
+published data sets; we only turn its attributes into arrays.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, UnknownNameError
+
+# name -> (torchvision class, keyword arguments for the train part, for the test part)
+TORCHVISION_SETS = {
+    "mnist": ("MNIST", {"train": True}, {"train": False}),
+    "fashion-mnist": ("FashionMNIST", {"train": True}, {"train": False}),
+    "emnist": ("EMNIST", {"split": "balanced", "train": True}, {"split": "balanced", "train": False}),
+    "cifar10": ("CIFAR10", {"train": True}, {"train": False}),
+    "svhn": ("SVHN", {"split": "train"}, {"split": "test"}),
+}
+DATASETS = ("digits", *TORCHVISION_SETS, "folder:PATH", "npz:PATH")
+DEFAULT_FOLDER_IMAGE_SIZE = 64
+
+
+@dataclass
+class DataSet:
+    """Images ``X`` (N, C, H, W), integer labels ``y`` and class names.
+
+    ``X_test``/``y_test`` hold the data set's own test set when it has one.
+    ``skipped`` lists ``(path, reason)`` for files that could not be read.
+    """
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("ALPLUG_DATA", Path.home() / ".cache" / "alplug" / "data"))
+
+
+def load_dataset(spec: str, data_dir: str | Path | None = None, *, image_size: int | None = None,
+                 download: bool = True) -> DataSet:
+    """Load ``digits``, a torchvision set by name, ``folder:PATH`` or ``npz:PATH``."""
+    if spec == "digits":
+        return _digits()
+    if spec.startswith("folder:"):
+        return _folder(Path(spec[len("folder:"):]).expanduser(), image_size or DEFAULT_FOLDER_IMAGE_SIZE)
+    if spec.startswith("npz:"):
+        return _npz(Path(spec[len("npz:"):]).expanduser())
+    if spec in TORCHVISION_SETS:
+        if data_dir is None:
+            root = default_data_dir()
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(data_dir).expanduser()
+            if not root.is_dir():
+                raise DataError(f"data directory {root} does not exist; create it or point --data-dir "
+                                "at the folder that holds (or should receive) the data set")
+        return _torchvision(spec, root, download)
+    raise UnknownNameError("data set", spec, DATASETS)
+
+
+def _digits() -> DataSet:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # 0..16 grey levels -> uint8
+    return DataSet("digits", X, d.target.astype(np.int64), [str(c) for c in d.target_names])
+
+
+def _torchvision(name: str, root: Path, download: bool) -> DataSet:
+    import torchvision.datasets as tvd
+
+    cls_name, train_kw, test_kw = TORCHVISION_SETS[name]
+    cls = getattr(tvd, cls_name)
+    parts = []
+    for kw in (train_kw, test_kw):
+        try:
+            ds = cls(str(root), download=False, **kw)
+        except RuntimeError:  # torchvision: "Dataset not found ..."
+            if not download:
+                raise DataError(f"{name} is not in {root}; run once with downloads allowed "
+                                f"or copy the files there") from None
+            try:
+                ds = cls(str(root), download=True, **kw)
+            except Exception as exc:
+                raise DataError(f"{name} is not in {root} and downloading it failed "
+                                f"({type(exc).__name__}: {exc}); download it on a machine with internet "
+                                f"and copy the files into {root}") from None
+        parts.append(_torchvision_arrays(name, ds))
+    (X, y), (X_test, y_test) = parts
+    classes = [str(c) for c in getattr(ds, "classes", [])] or [str(c) for c in range(int(y.max()) + 1)]
+    return DataSet(name, X, y, classes, X_test, y_test)
+
+
+def _torchvision_arrays(name: str, ds) -> tuple[np.ndarray, np.ndarray]:
+    data = ds.data
+    data = data.numpy() if hasattr(data, "numpy") else np.asarray(data)
+    if name == "emnist":
+        data = data.transpose(0, 2, 1)  # EMNIST is stored transposed; make letters upright
+    if data.ndim == 3:
+        data = data[:, None]
+    elif name == "cifar10":
+        data = data.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W); SVHN is already (N, C, H, W)
+    labels = getattr(ds, "targets", None)
+    if labels is None:
+        labels = ds.labels
+    labels = labels.numpy() if hasattr(labels, "numpy") else np.asarray(labels)
+    return np.ascontiguousarray(data, dtype=np.uint8), labels.astype(np.int64)
+
+
+def _folder(root: Path, size: int) -> DataSet:
+    """One sub-folder per class; every image is made ``size``x``size`` (shorter side, centre crop).
+
+    torchvision's ``ImageFolder`` finds the files, but fails the whole run on one
+    unreadable image and keeps sizes mixed; we read each file ourselves.
+    """
+    from PIL import Image, ImageOps
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist; pass folder:PATH with one sub-folder per class")
+    try:
+        classes, class_to_idx = find_classes(str(root))
+    except FileNotFoundError:
+        classes = []
+    if len(classes) < 2:
+        raise DataError(f"image folder {root} has {len(classes)} class sub-folder(s); it needs at least two "
+                        "(one sub-folder of images per class)")
+    samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    images, labels, skipped = [], [], []
+    for path, label in samples:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                images.append(ImageOps.fit(im.convert("RGB") if im.mode not in ("L", "RGB") else im,
+                                           (size, size)))
+                labels.append(label)
+        except Exception as exc:  # truncated, corrupt, unsupported: report and go on
+            skipped.append((path, f"{type(exc).__name__}: {exc}"))
+    for path, reason in skipped:
+        print(f"alplug: skipped unreadable image {path} ({reason})", file=sys.stderr)
+    if not images:
+        raise DataError(f"no readable images in {root}")
+    colour = any(im.mode == "RGB" for im in images)
+    arrays = [np.asarray(im.convert("RGB") if colour else im) for im in images]
+    X = np.stack(arrays)
+    X = X.transpose(0, 3, 1, 2) if colour else X[:, None]
+    y = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(y, minlength=len(classes))
+    if (counts > 0).sum() < 2:
+        raise DataError(f"image folder {root} has readable images in fewer than two classes")
+    return DataSet(f"folder:{root}", np.ascontiguousarray(X), y, list(classes), skipped=skipped)
+
+
+def _npz(path: Path) -> DataSet:
+    """Arrays ``X`` (N, H, W) or (N, H, W, C) and ``y``; optional ``X_test``/``y_test`` and ``classes``."""
+    if not path.is_file():
+        raise DataError(f"npz file {path} does not exist")
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"cannot read {path} as .npz ({exc})") from None
+    missing = [k for k in ("X", "y") if k not in arrays.files]
+    if missing:
+        raise DataError(f"{path} has no array {' or '.join(missing)}; it needs X (N,H,W[,C]) and y (N,), "
+                        f"found {arrays.files}")
+    X, y = _npz_images(path, arrays["X"], "X"), np.asarray(arrays["y"])
+    if len(X) != len(y):
+        raise DataError(f"{path}: X has {len(X)} images but y has {len(y)} labels; they must match")
+    names = [str(c) for c in arrays["classes"]] if "classes" in arrays.files else None
+    X_test = y_test = None
+    if "X_test" in arrays.files and "y_test" in arrays.files:
+        X_test, y_test = _npz_images(path, arrays["X_test"], "X_test"), np.asarray(arrays["y_test"])
+        if len(X_test) != len(y_test) or X_test.shape[1:] != X.shape[1:]:
+            raise DataError(f"{path}: X_test/y_test do not match each other or X's image shape")
+    values = np.unique(y if y_test is None else np.concatenate([y, y_test]))
+    if len(values) < 2:
+        raise DataError(f"{path}: y has {len(values)} class(es); active learning needs at least two")
+    if names is None:
+        names = [str(v) for v in values]
+        encode = {v: i for i, v in enumerate(values)}
+        y = np.array([encode[v] for v in y.tolist()], dtype=np.int64)
+        if y_test is not None:
+            y_test = np.array([encode[v] for v in y_test.tolist()], dtype=np.int64)
+    else:
+        y = y.astype(np.int64)
+        y_test = None if y_test is None else y_test.astype(np.int64)
+        if y.min() < 0 or y.max() >= len(names):
+            raise DataError(f"{path}: labels must be 0..{len(names) - 1} to match its {len(names)} classes")
+    return DataSet(f"npz:{path}", X, y, names, X_test, y_test)
+
+
+def _npz_images(path: Path, X: np.ndarray, key: str) -> np.ndarray:
+    if X.ndim == 3:
+        X = X[:, None]
+    elif X.ndim == 4:
+        X = X.transpose(0, 3, 1, 2)
+    else:
+        raise DataError(f"{path}: {key} has shape {X.shape}; it must be (N, H, W) or (N, H, W, C)")
+    if X.dtype == np.uint8:
+        return np.ascontiguousarray(X)
+    if np.issubdtype(X.dtype, np.integer) and X.size and X.min() >= 0 and X.max() <= 255:
+        return np.ascontiguousarray(X, dtype=np.uint8)
+    return np.ascontiguousarray(X, dtype=np.float32)  # floats are used as they are (expected in [0, 1])

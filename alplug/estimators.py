@@ -1,0 +1,196 @@
+"""skorch estimators over ``alplug.models.ImageClassifier``.
+
+``make_estimator`` returns an unfitted ``NeuralNetClassifier`` that works on the
+tiny labeled sets of active learning: no internal validation split, no
+BatchNorm crash on a last batch of one, and BatchNorm statistics re-estimated
+after every fit so that predictions (and every uncertainty score built on them)
+are not noise after a handful of optimizer steps.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+from torch import nn
+from torch.utils.data import DataLoader, default_collate
+
+from .errors import UnknownNameError, UsageError
+from .models import ImageClassifier
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' picks CUDA when a GPU is visible; an explicit 'cuda' without one is a usage error
+    (skorch would raise deep inside fit)."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device} but no CUDA GPU is visible; use --device cpu or auto")
+    if not (device == "cpu" or device.startswith(("cuda", "mps"))):
+        raise UsageError(f"--device {device!r} is not a torch device; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def train_loader(dataset, batch_size: int, drop_last: bool | None = None, **kwargs) -> DataLoader:
+    """A DataLoader that drops the last batch only when it would hold one sample.
+
+    BatchNorm cannot train on a batch of one, but a fixed ``drop_last=True``
+    would drop every sample of a labeled set smaller than the batch size.
+    """
+    if drop_last is None:
+        drop_last = len(dataset) > 1 and len(dataset) % batch_size == 1
+    return DataLoader(dataset, batch_size=batch_size, drop_last=drop_last, **kwargs)
+
+
+class AugmentCollate:
+    """Applies a torchvision transform to each training sample before batching.
+
+    Used as the training iterator's ``collate_fn`` so augmentation touches the
+    training set only; validation and prediction see the images unchanged.
+    """
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, batch):
+        return default_collate([(self.transform(torch.as_tensor(x)), y) for x, y in batch])
+
+
+def augmentation(channels: int, hflip: bool = False):
+    """Rotation ±15°, contrast ±10%, hue ±10% (colour images only), optional horizontal flip."""
+    from torchvision.transforms import v2
+
+    steps = [v2.RandomRotation(15)]
+    if channels in (1, 3):  # torchvision's colour ops are defined for grey and RGB only
+        steps.append(v2.ColorJitter(contrast=0.1, hue=0.1 if channels == 3 else 0.0))
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip(0.5))
+    return v2.Compose(steps)
+
+
+class RecalibrateBatchNorm(Callback):
+    """Re-estimates BatchNorm running statistics with one pass over the training data.
+
+    After few optimizer steps the running averages lag far behind the weights
+    and eval-mode predictions are close to random (FACTS: 0.14 -> 0.74 accuracy
+    on 50 labels). ``torch.optim.swa_utils.update_bn`` does exactly the pass we
+    need (cumulative average, momentum restored afterwards).
+    """
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        if X is None or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.module_.modules()):
+            return
+        loader = net.get_iterator(net.get_dataset(X, y), training=False)  # no augmentation, no shuffle
+        with torch.no_grad(), net.autocast():
+            torch.optim.swa_utils.update_bn(loader, net.module_, device=net.device)
+
+
+class EpochProgress(Callback):
+    """One self-overwriting progress line per fit on a terminal, silent otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+
+    def on_epoch_end(self, net, **kwargs):
+        stream = self.stream or sys.stderr
+        if not stream.isatty():
+            return
+        row = net.history[-1]
+        text = f"  epoch {row['epoch']}/{net.max_epochs} train loss {row['train_loss']:.3f}"
+        if "valid_acc" in row:
+            text += f" val-1 acc {row['valid_acc']:.3f}"
+        stream.write("\r" + text.ljust(70))
+        if row["epoch"] == net.max_epochs:
+            stream.write("\r" + " " * 70 + "\r")
+        stream.flush()
+
+
+class ImageClassifierNet(NeuralNetClassifier):
+    """``NeuralNetClassifier`` plus mixed precision on CUDA and an embedding pass.
+
+    skorch has no autocast switch of its own outside its accelerate mixin.
+    """
+
+    def __init__(self, *args, amp: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.amp = amp
+
+    def autocast(self):
+        device = str(self.device)
+        if self.amp and device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            # bf16 keeps fp32's range: no gradient scaler needed.
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def infer(self, x, **fit_params):
+        with self.autocast():
+            return super().infer(x, **fit_params).float()
+
+    def embed(self, X) -> np.ndarray:
+        """Penultimate-layer embeddings of ``X`` in evaluation mode, shape (N, embedding_dim)."""
+        self.check_is_fitted()
+        self.module_.eval()
+        out = []
+        with torch.inference_mode(), self.autocast():
+            for Xi, _ in self.get_iterator(self.get_dataset(X), training=False):
+                out.append(self.module_.embed(Xi.to(self.device)).float().cpu())
+        return torch.cat(out).numpy()
+
+
+def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: int,
+                   dropout: float | None = None, image_size: int | None = None, weights: str | None = None,
+                   lr: float = 1e-3, batch_size: int = 32, epochs: int = 10, weight_decay: float = 0.0,
+                   optimizer: str = "adam", augment: bool = False, hflip: bool = False,
+                   device: str = "auto", amp: bool = True, valid_data: tuple | None = None,
+                   warm_start: bool = False, progress: bool = False, verbose: int = 0) -> ImageClassifierNet:
+    """An unfitted skorch classifier for ``model`` (resnet18, resnet50, squeezenet1_1).
+
+    ``valid_data=(X, y)`` is scored after every epoch (skorch's ``valid_loss``
+    and ``valid_acc``); without it nothing is held out. ``warm_start=False``
+    rebuilds the module on every ``fit``, so each active-learning round trains
+    from scratch (or from the pretrained ``weights``).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise UnknownNameError("optimizer", optimizer, OPTIMIZERS)
+    if not lr > 0:
+        raise UsageError(f"lr = {lr}, must be > 0")
+    if not weight_decay >= 0:
+        raise UsageError(f"weight_decay = {weight_decay}, must be >= 0")
+    if batch_size < 2:
+        raise UsageError(f"batch_size = {batch_size}, must be >= 2 (BatchNorm needs two samples)")
+    if epochs < 1:
+        raise UsageError(f"epochs = {epochs}, must be >= 1")
+    device = resolve_device(device)
+    extra = {}
+    if optimizer == "sgd":
+        extra["optimizer__momentum"] = 0.9
+    if augment:
+        extra["iterator_train__collate_fn"] = AugmentCollate(augmentation(in_channels, hflip))
+    if device.startswith("cuda"):
+        extra["iterator_train__pin_memory"] = True
+        extra["iterator_valid__pin_memory"] = True
+    callbacks = [("recalibrate_bn", RecalibrateBatchNorm())]
+    if progress:
+        callbacks.append(("progress", EpochProgress()))
+    train_split = None
+    if valid_data is not None:
+        train_split = predefined_split(Dataset(*valid_data))
+    return ImageClassifierNet(
+        ImageClassifier,
+        module__arch=model, module__in_channels=in_channels, module__num_classes=num_classes,
+        module__dropout=dropout, module__image_size=image_size, module__weights=weights,
+        criterion=nn.CrossEntropyLoss,  # the modules output logits
+        optimizer=OPTIMIZERS[optimizer], lr=lr, optimizer__weight_decay=weight_decay,
+        batch_size=batch_size, max_epochs=epochs,
+        iterator_train=train_loader, iterator_train__shuffle=True,
+        train_split=train_split, classes=list(range(num_classes)),
+        device=device, amp=amp, warm_start=warm_start, callbacks=callbacks, verbose=verbose,
+        **extra,
+    )

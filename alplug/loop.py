@@ -1,0 +1,207 @@
+"""One pool-based active-learning run: modAL's ActiveLearner queries and teaches, we keep the books.
+
+Round 0 trains on the initial labeled set. Each later round queries
+``per_round`` pool images with the strategy, reveals their labels (the
+simulated oracle) and teaches them, which retrains the model. After every round
+the state is committed to the run directory, so ``--resume`` continues from the
+last committed round.
+
+Every random choice is seeded from ``(seed, round)`` rather than drawn from a
+running generator: a resumed run then makes exactly the choices an
+uninterrupted one would.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .config import RunConfig
+from .data import DataSet, Splits, load_dataset, make_splits
+from .errors import UsageError
+from .rundir import RunDirectory
+
+
+def round_seed(seed: int, round_: int) -> int:
+    """A distinct 32-bit seed per (run seed, round)."""
+    return int(np.random.SeedSequence([seed, round_]).generate_state(1)[0])
+
+
+@dataclass
+class Oracle:
+    """Holds the pool's labels and reveals them only for queried ids."""
+
+    labels: np.ndarray
+
+    def reveal(self, ids: np.ndarray) -> np.ndarray:
+        return self.labels[ids]
+
+
+def _stop_reason(config: RunConfig, state: dict, n_pool_left: int) -> str | None:
+    if state["round"] >= config.rounds:
+        return f"{config.rounds} rounds done"
+    if config.budget is not None and state["labels"] >= config.budget:
+        return f"label budget of {config.budget} reached"
+    if config.patience is not None and state["stale_rounds"] >= config.patience:
+        return f"no val-2 improvement for {config.patience} rounds (patience)"
+    if n_pool_left == 0:
+        return "pool is empty"
+    return None
+
+
+class ActiveLearningRun:
+    """Prepares data, estimator and learner for a run directory, then runs rounds until a stop rule fires."""
+
+    def __init__(self, config: RunConfig, echo: Callable[[str], None] = print, progress: bool = False):
+        self.config, self.echo = config.validate(), echo
+        self.run_dir: RunDirectory | None = None
+        self.history: list[dict] = []
+        from .strategies import get_strategy
+
+        self.strategy = get_strategy(config.query)  # fails fast on unknown names
+        self.data: DataSet = load_dataset(config.dataset, config.data_dir, image_size=config.image_size)
+        self.splits: Splits = make_splits(self.data, seed=config.seed, n_start=config.n_start,
+                                          test_size=config.test_size, val1_size=config.val1_size,
+                                          val2_size=config.val2_size)
+        if config.budget is not None and config.budget < len(self.splits.initial):
+            raise UsageError(f"--budget {config.budget} is smaller than the initial labeled set "
+                             f"({config.n_start} x {self.data.n_classes} classes = {len(self.splits.initial)})")
+        self.oracle = Oracle(self.data.y)
+        from .estimators import make_estimator
+
+        X, y, s = self.data.X, self.data.y, self.splits
+        self.estimator = make_estimator(
+            config.model, in_channels=self.data.channels, num_classes=self.data.n_classes,
+            dropout=config.dropout, image_size=config.image_size, weights=config.weights, lr=config.lr,
+            batch_size=config.batch_size, epochs=config.epochs, weight_decay=config.weight_decay,
+            optimizer=config.optimizer, augment=config.augment, hflip=config.hflip, device=config.device,
+            valid_data=(X[s.val1], y[s.val1]), warm_start=config.warm_start, progress=progress)
+
+    # ---- pieces -----------------------------------------------------------------
+    def _labeled_ids(self, state: dict) -> np.ndarray:
+        return np.concatenate([self.splits.initial, np.asarray(state["queried"], dtype=np.int64)])
+
+    def _evaluate(self, X, y) -> tuple[float, float]:
+        proba = self.estimator.predict_proba(X)
+        acc = float(np.mean(proba.argmax(axis=1) == y))
+        loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))))
+        return acc, loss
+
+    def _row(self, round_: int, labels: int, queried: np.ndarray, train_s: float, query_s: float) -> dict:
+        last = self.estimator.history[-1]
+        X, y, s = self.data.X, self.data.y, self.splits
+        # skorch scores val-1 during each epoch, before BatchNorm is recalibrated at
+        # the end of fit; the round's figures use the model as it will query.
+        val1_acc, val1_loss = self._evaluate(X[s.val1], y[s.val1])
+        val2_acc, val2_loss = self._evaluate(X[s.val2], y[s.val2])
+        return {
+            "round": round_, "labels": labels, "queried": len(queried),
+            "train_seconds": round(train_s, 3), "query_seconds": round(query_s, 3),
+            "train_loss": round(float(last["train_loss"]), 6),
+            "val1_acc": round(val1_acc, 6), "val1_loss": round(val1_loss, 6),
+            "val2_acc": round(val2_acc, 6), "val2_loss": round(val2_loss, 6),
+            "queried_ids": [int(i) for i in queried],
+            "queried_classes": [int(c) for c in self.data.y[queried]],
+        }
+
+    def _save_checkpoint(self, prefix):
+        self.estimator.save_params(f_params=f"{prefix}.params.pt", f_optimizer=f"{prefix}.optimizer.pt")
+
+    def _commit(self, state: dict, row: dict) -> None:
+        best = state["best_val2"]
+        improved = best is None or row["val2_acc"] > best
+        state.update(round=row["round"], labels=row["labels"], best_val2=row["val2_acc"] if improved else best,
+                     stale_rounds=0 if improved else state["stale_rounds"] + 1)
+        state["history"].append(row)
+        self.run_dir.commit(state, self._save_checkpoint)
+
+    def _announce(self, row: dict) -> None:
+        self.echo(f"round {row['round']:>3}  labels {row['labels']:>6}  train {row['train_seconds']:6.1f}s  "
+                  f"query {row['query_seconds']:5.1f}s  val-1 acc {row['val1_acc']:.3f}  "
+                  f"val-2 acc {row['val2_acc']:.3f}")
+
+    # ---- the loop ---------------------------------------------------------------
+    def run(self, run_dir: RunDirectory) -> dict:
+        """Run (or continue) in ``run_dir`` to a stop rule; returns the result written to result.json."""
+        import torch
+
+        self.run_dir = run_dir
+        from .modal_compat import active_learner_class
+
+        ActiveLearner = active_learner_class()
+        X, cfg = self.data.X, self.config
+        state = self.run_dir.load_state()
+        if state is not None:
+            self.history = state["history"]
+        if state is not None and state.get("finished"):
+            return self.run_dir.read_result() or self._finish(state)
+
+        if state is None:
+            state = {"round": 0, "labels": 0, "queried": [], "history": [], "best_val2": None,
+                     "stale_rounds": 0, "finished": False}
+            self.history = state["history"]
+            initial = self.splits.initial
+            torch.manual_seed(round_seed(cfg.seed, 0))
+            t0 = time.perf_counter()
+            learner = ActiveLearner(self.estimator, self.strategy,
+                                    X_training=X[initial], y_training=self.oracle.reveal(initial))
+            row = self._row(0, len(initial), np.array([], dtype=np.int64), time.perf_counter() - t0, 0.0)
+            self._commit(state, row)
+            self._announce(row)
+        else:
+            labeled = self._labeled_ids(state)
+            self.estimator.initialize()
+            prefix = self.run_dir.checkpoint_prefix(state)
+            self.estimator.load_params(f_params=f"{prefix}.params.pt", f_optimizer=f"{prefix}.optimizer.pt")
+            learner = ActiveLearner(self.estimator, self.strategy)
+            learner.X_training, learner.y_training = X[labeled], self.oracle.reveal(labeled)
+            self.echo(f"resuming after round {state['round']} ({state['labels']} labels)")
+
+        while True:
+            pool = np.setdiff1d(self.splits.pool, np.asarray(state["queried"], dtype=np.int64))
+            reason = _stop_reason(cfg, state, len(pool))
+            if reason:
+                break
+            round_ = state["round"] + 1
+            n = min(cfg.per_round, len(pool))
+            if cfg.budget is not None:
+                n = min(n, cfg.budget - state["labels"])
+            t0 = time.perf_counter()
+            idx, _ = learner.query(X[pool], n_instances=n, random_state=round_seed(cfg.seed, round_))
+            query_s = time.perf_counter() - t0
+            new = pool[np.asarray(idx, dtype=np.int64)]
+            torch.manual_seed(round_seed(cfg.seed, round_))
+            t0 = time.perf_counter()
+            learner.teach(X[new], self.oracle.reveal(new))
+            train_s = time.perf_counter() - t0
+            state["queried"] = state["queried"] + [int(i) for i in new]
+            row = self._row(round_, state["labels"] + len(new), new, train_s, query_s)
+            self._commit(state, row)
+            self._announce(row)
+        state["stop_reason"] = reason
+        return self._finish(state)
+
+    def _finish(self, state: dict) -> dict:
+        from .plots import plot_learning_curve
+
+        s = self.splits
+        test_acc, test_loss = self._evaluate(s.X_test, s.y_test)
+        pred = self.estimator.predict(s.X_test)
+        per_class = {name: float(np.mean(pred[s.y_test == c] == c))
+                     for c, name in enumerate(self.data.classes) if np.any(s.y_test == c)}
+        self.run_dir.write_model(self.estimator.module_)
+        plot_learning_curve(state["history"], self.run_dir.path / "learning_curve.png", test_acc=test_acc,
+                            title=f"{self.config.query} on {self.data.name}, {self.config.model}, "
+                                  f"seed {self.config.seed}")
+        result = {
+            "test_accuracy": test_acc, "test_loss": test_loss, "test_size": int(len(s.y_test)),
+            "per_class_accuracy": per_class, "labels": state["labels"], "rounds": state["round"],
+            "stop_reason": state.get("stop_reason"), "classes": self.data.classes,
+            "split_sizes": s.sizes(), "skipped_files": [p for p, _ in self.data.skipped],
+            "device": str(self.estimator.device), "config": self.config.to_dict(),
+        }
+        self.run_dir.write_result(result)
+        self.run_dir.mark_finished(state)
+        return result

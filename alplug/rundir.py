@@ -1,0 +1,133 @@
+"""The run directory: what one run writes, written so that a crash never leaves a half file.
+
+Layout::
+
+    config.toml          resolved settings (feed it back with --config)
+    state.json           the commit point: rounds done, labeled ids, history rows
+    history.csv          one row per round, rewritten from state.json at every commit
+    checkpoint/          model (and optimizer) parameters after the last committed round
+    result.json          final test metrics and the configuration (when the run ends)
+    model.pt             final model parameters (a state dict of alplug's module)
+    learning_curve.png   validation accuracy vs number of labels
+
+Every file is written to a temporary name in the same directory and moved into
+place with ``os.replace``, which is atomic on POSIX and Windows. ``state.json``
+is replaced last, so whatever it says is backed by files already on disk.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .config import RunConfig
+from .errors import UsageError
+
+HISTORY_COLUMNS = [
+    "round", "labels", "queried", "train_seconds", "query_seconds", "train_loss",
+    "val1_acc", "val1_loss", "val2_acc", "val2_loss", "queried_ids", "queried_classes",
+]
+# Columns that measure the machine, not the run: they differ between identical runs.
+TIMING_COLUMNS = ("train_seconds", "query_seconds")
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDirectory:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ---- creation and opening -------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, config: RunConfig) -> "RunDirectory":
+        """A new run directory; an existing non-empty one is never touched."""
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UsageError(f"{path} already exists; continue it with `alplug run --resume {path}` "
+                             "or choose another --out")
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        (path / "checkpoint").mkdir(exist_ok=True)
+        atomic_write(path / "config.toml", config.to_toml())
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDirectory":
+        path = Path(path)
+        if not (path / "config.toml").is_file():
+            raise UsageError(f"{path} is not an alplug run directory (no config.toml); "
+                             "pass the --out directory of an earlier run")
+        return cls(path)
+
+    def config(self) -> RunConfig:
+        return RunConfig.from_toml(self.path / "config.toml")
+
+    # ---- state ----------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.json"
+
+    def load_state(self) -> dict | None:
+        if not self.state_file.is_file():
+            return None
+        return json.loads(self.state_file.read_text())
+
+    def commit(self, state: dict, save_checkpoint) -> None:
+        """Write the round's checkpoint, then history.csv, then state.json (the commit point).
+
+        ``save_checkpoint(prefix)`` writes the model files under that path prefix.
+        Checkpoints are named by round so that a crash before ``state.json`` is
+        replaced leaves the previous round's checkpoint intact.
+        """
+        prefix = self.path / "checkpoint" / f"round-{state['round']:04d}"
+        save_checkpoint(prefix)
+        state = dict(state, checkpoint=str(prefix.relative_to(self.path)))
+        self.write_history(state["history"])
+        atomic_write(self.state_file, json.dumps(state, indent=1))
+        for old in (self.path / "checkpoint").glob("round-*"):
+            if not old.name.startswith(prefix.name):
+                old.unlink(missing_ok=True)
+
+    def checkpoint_prefix(self, state: dict) -> Path:
+        return self.path / state["checkpoint"]
+
+    # ---- outputs --------------------------------------------------------------
+    def write_history(self, rows: list[dict]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
+        atomic_write(self.path / "history.csv", buf.getvalue())
+
+    def write_result(self, result: dict) -> None:
+        atomic_write(self.path / "result.json", json.dumps(result, indent=1))
+
+    def write_model(self, module) -> None:
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(module.state_dict(), buf)
+        atomic_write(self.path / "model.pt", buf.getvalue())
+
+    def mark_finished(self, state: dict) -> None:
+        atomic_write(self.state_file, json.dumps(dict(state, finished=True), indent=1))
+
+    def read_result(self) -> dict | None:
+        path = self.path / "result.json"
+        return json.loads(path.read_text()) if path.is_file() else None
