@@ -87,7 +87,9 @@ class RecalibrateBatchNorm(Callback):
     def on_train_end(self, net, X=None, y=None, **kwargs):
         if X is None or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.module_.modules()):
             return
-        loader = net.get_iterator(net.get_dataset(X, y), training=False)  # no augmentation, no shuffle
+        # No augmentation, no shuffle, and (as in training) no batch of one, which
+        # BatchNorm rejects in train mode.
+        loader = train_loader(net.get_dataset(X, y), batch_size=net.batch_size, shuffle=False)
         with torch.no_grad(), net.autocast():
             torch.optim.swa_utils.update_bn(loader, net.module_, device=net.device)
 

@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+import torch
+
+from alplug.errors import UsageError
+from alplug.estimators import make_estimator, resolve_device, train_loader
+
+
+def _subset(digits, n, seed=0):
+    idx = np.random.default_rng(seed).permutation(len(digits.y))
+    return digits.X[idx[:n]], digits.y[idx[:n]], digits.X[idx[n:]], digits.y[idx[n:]]
+
+
+@pytest.mark.parametrize("n,batch,expected_batches", [(21, 10, 2), (20, 32, 1), (22, 10, 3), (1, 4, 1)])
+def test_train_loader_drops_only_a_last_batch_of_one(n, batch, expected_batches):
+    loader = train_loader(torch.utils.data.TensorDataset(torch.zeros(n, 1)), batch_size=batch)
+    assert len(loader) == expected_batches
+
+
+def test_tiny_labeled_sets_train_without_a_batch_of_one(digits):
+    X, y, _, _ = _subset(digits, 21)
+    net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=1, batch_size=10)
+    net.fit(X, y)  # 21 = 10 + 10 + 1: the single leftover sample would crash BatchNorm
+    assert len(net.history) == 1 and np.isfinite(net.history[-1]["train_loss"])
+    assert net.predict_proba(X).shape == (21, 10)
+
+
+def test_batchnorm_statistics_are_recalibrated_on_the_labeled_set(digits):
+    X, y, _, _ = _subset(digits, 40)
+    torch.manual_seed(0)
+    net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=1, batch_size=64)
+    net.fit(X, y)
+    module = net.module_.eval()
+    with torch.no_grad():
+        first = module.backbone.conv1(module.prepare(torch.as_tensor(X)))
+    # After one pass of update_bn the running mean is the labeled set's batch mean,
+    # not a momentum-0.1 blend with the initial zeros.
+    torch.testing.assert_close(module.backbone.bn1.running_mean, first.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+
+
+def test_squeezenet_from_scratch_learns_digits(digits):
+    X, y, X_test, y_test = _subset(digits, 300)
+    torch.manual_seed(0)
+    net = make_estimator("squeezenet1_1", in_channels=1, num_classes=10, epochs=12)
+    net.fit(X, y)
+    accuracy = float(np.mean(net.predict(X_test) == y_test))
+    assert accuracy > 0.5, accuracy  # stock SqueezeNet 1.1 stays near 0.1 here (docs/models.md)
+
+
+def test_validation_data_is_scored_every_epoch(digits):
+    X, y, Xv, yv = _subset(digits, 30)
+    net = make_estimator("squeezenet1_1", in_channels=1, num_classes=10, epochs=2, valid_data=(Xv[:40], yv[:40]))
+    net.fit(X, y)
+    assert all("valid_acc" in row and "valid_loss" in row for row in net.history)
+
+
+def test_augmentation_changes_training_batches_only(digits):
+    X, y, _, _ = _subset(digits, 16)
+    net = make_estimator("resnet18", in_channels=1, num_classes=10, augment=True, batch_size=16)
+    net.initialize()
+    dataset = net.get_dataset(X, y)
+    torch.manual_seed(0)
+    (train_batch, _), = list(net.get_iterator(dataset, training=True))
+    (valid_batch, _), = list(net.get_iterator(dataset, training=False))
+    torch.testing.assert_close(valid_batch, torch.as_tensor(X))
+    assert train_batch.shape == valid_batch.shape and not torch.equal(torch.sort(train_batch.flatten())[0],
+                                                                       torch.sort(valid_batch.flatten())[0])
+
+
+@pytest.mark.parametrize("channels,hflip,kinds", [
+    (1, False, {"RandomRotation", "ColorJitter"}),
+    (3, True, {"RandomRotation", "ColorJitter", "RandomHorizontalFlip"}),
+    (5, False, {"RandomRotation"}),
+])
+def test_augmentation_steps_fit_the_channels(channels, hflip, kinds):
+    from alplug.estimators import augmentation
+
+    pipeline = augmentation(channels, hflip)
+    assert {type(t).__name__ for t in pipeline.transforms} == kinds
+    out = pipeline(torch.randint(0, 256, (channels, 12, 12), dtype=torch.uint8))
+    assert out.shape == (channels, 12, 12)
+    if channels == 3:
+        jitter = next(t for t in pipeline.transforms if type(t).__name__ == "ColorJitter")
+        assert jitter.hue == (-0.1, 0.1) and jitter.contrast == (0.9, 1.1)
+
+
+def test_optimizer_settings_reach_torch(digits):
+    net = make_estimator("resnet18", in_channels=1, num_classes=10, optimizer="sgd", lr=0.05, weight_decay=1e-4)
+    net.initialize()
+    group = net.optimizer_.param_groups[0]
+    assert isinstance(net.optimizer_, torch.optim.SGD)
+    assert group["lr"] == 0.05 and group["weight_decay"] == 1e-4 and group["momentum"] == 0.9
+
+
+def test_device_resolution():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UsageError, match="not a torch device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"lr": 0}, "lr"), ({"batch_size": 1}, "batch_size"), ({"epochs": 0}, "epochs"),
+    ({"weight_decay": -1}, "weight_decay"), ({"optimizer": "adagrad"}, "optimizer"),
+])
+def test_bad_estimator_settings(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        make_estimator("resnet18", in_channels=1, num_classes=2, **kwargs)

@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from alplug.errors import UnknownNameError, UsageError
+from alplug.models import ARCHITECTURES, ImageClassifier, ModelWeightsError
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("channels", [1, 3, 5])
+def test_every_model_takes_any_channel_count_and_small_images(arch, channels):
+    model = ImageClassifier(arch, in_channels=channels, num_classes=7).eval()
+    x = torch.randint(0, 256, (2, channels, 8, 8), dtype=torch.uint8)  # 8 px: below SqueezeNet's 17 px minimum
+    with torch.no_grad():
+        assert model(x).shape == (2, 7)
+        assert model(x.float() / 255).shape == (2, 7)
+        assert model.embed(x).shape == (2, model.embedding_dim)
+
+
+def test_uint8_and_float_inputs_give_the_same_logits():
+    model = ImageClassifier("resnet18", 1, 3).eval()
+    x = torch.randint(0, 256, (2, 1, 12, 12), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x.float() / 255))
+
+
+def test_small_inputs_are_upsampled_and_image_size_is_honoured():
+    model = ImageClassifier("resnet18", 1, 3)
+    assert model.prepare(torch.zeros(1, 1, 8, 8)).shape[-2:] == (32, 32)
+    assert model.prepare(torch.zeros(1, 1, 40, 40)).shape[-2:] == (40, 40)
+    sized = ImageClassifier("resnet18", 1, 3, image_size=20)
+    assert sized.prepare(torch.zeros(1, 1, 8, 8)).shape[-2:] == (20, 20)
+
+
+def test_dropout_head_makes_resnet_stochastic_in_train_mode():
+    x = torch.rand(4, 1, 16, 16)
+    plain = ImageClassifier("resnet18", 1, 5)
+    assert plain.dropout_rate == 0.0
+    with_dropout = ImageClassifier("resnet18", 1, 5, dropout=0.5)
+    assert with_dropout.dropout_rate == 0.5
+    with_dropout.train()
+    for m in with_dropout.modules():  # freeze BatchNorm so only dropout can differ
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    with torch.no_grad():
+        assert not torch.allclose(with_dropout(x), with_dropout(x))
+        with_dropout.eval()
+        torch.testing.assert_close(with_dropout(x), with_dropout(x))
+
+
+def test_squeezenet_keeps_its_dropout_but_not_its_final_relu():
+    model = ImageClassifier("squeezenet1_1", 3, 4)
+    assert model.dropout_rate == 0.5
+    assert not any(isinstance(m, torch.nn.ReLU) for m in model.head)
+
+
+def test_local_state_dict_is_loaded_and_adapted(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    stock = torchvision.models.resnet18()
+    torch.save(stock.state_dict(), tmp_path / "r18.pth")
+    model = ImageClassifier("resnet18", in_channels=1, num_classes=4, weights=str(tmp_path / "r18.pth"))
+    torch.testing.assert_close(model.backbone.layer1[0].conv1.weight, stock.layer1[0].conv1.weight)
+    # grayscale: the RGB filters are summed into one channel
+    torch.testing.assert_close(model.backbone.conv1.weight, stock.conv1.weight.sum(dim=1, keepdim=True))
+    assert model.head[-1].out_features == 4
+    torch.testing.assert_close(model.mean.flatten(), torch.tensor([0.449]), atol=1e-3, rtol=0)
+
+
+def test_alplug_checkpoint_can_seed_a_new_model(tmp_path):
+    first = ImageClassifier("squeezenet1_1", 1, 10)
+    torch.save(first.state_dict(), tmp_path / "model.pt")
+    second = ImageClassifier("squeezenet1_1", 1, 3, weights=str(tmp_path / "model.pt"))
+    torch.testing.assert_close(second.backbone[3].squeeze.weight, first.backbone[3].squeeze.weight)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    import torchvision
+
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), tmp_path / "sq.pth")
+    with pytest.raises(ModelWeightsError, match="do not fit resnet18"):
+        ImageClassifier("resnet18", 3, 2, weights=str(tmp_path / "sq.pth"))
+
+
+def test_weights_file_is_loaded_safely(tmp_path):
+    import os
+    import pickle
+
+    # A pickle that names an arbitrary callable: weights_only loading must refuse it.
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"conv1.weight": os.system}))
+    with pytest.raises(ModelWeightsError, match="cannot read weights file"):
+        ImageClassifier("resnet18", 3, 2, weights=str(tmp_path / "evil.pt"))
+
+
+def test_missing_weights_file_and_unknown_weights_name(tmp_path):
+    with pytest.raises(ModelWeightsError, match="does not exist"):
+        ImageClassifier("resnet18", 3, 2, weights=str(tmp_path / "nope.pth"))
+    with pytest.raises(UnknownNameError, match="IMAGENET1K_V1"):
+        ImageClassifier("resnet18", 3, 2, weights="IMAGENET2K")
+
+
+def test_named_weights_that_cannot_download_say_what_to_do(monkeypatch):
+    from torchvision.models import ResNet18_Weights
+
+    def offline(self, *args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(type(ResNet18_Weights.DEFAULT), "get_state_dict", offline)
+    with pytest.raises(ModelWeightsError, match="pass its path to --weights"):
+        ImageClassifier("resnet18", 3, 2, weights="DEFAULT")
+
+
+def test_bad_model_arguments():
+    with pytest.raises(UnknownNameError, match="resnet18"):
+        ImageClassifier("resnet19", 1, 2)
+    with pytest.raises(UsageError, match="dropout"):
+        ImageClassifier("resnet18", 1, 2, dropout=1.5)
