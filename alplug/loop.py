@@ -78,6 +78,9 @@ class ActiveLearningRun:
             batch_size=config.batch_size, epochs=config.epochs, weight_decay=config.weight_decay,
             optimizer=config.optimizer, augment=config.augment, hflip=config.hflip, device=config.device,
             valid_data=(X[s.val1], y[s.val1]), warm_start=config.warm_start, progress=progress)
+        # Build the module now: a bad architecture or weights file fails here,
+        # before the caller creates a run directory.
+        self.estimator.initialize()
 
     # ---- pieces -----------------------------------------------------------------
     def _labeled_ids(self, state: dict) -> np.ndarray:

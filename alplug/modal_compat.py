@@ -37,3 +37,13 @@ def active_learner_class():
             "force_all_finite" not in inspect.signature(current).parameters:
         learners.check_X_y = _translate_finite_keyword(current)
     return learners.ActiveLearner
+
+
+def __getattr__(name: str):
+    """``from alplug.modal_compat import ActiveLearner``: modAL's class, fixed for this scikit-learn.
+
+    Resolved on first access so that importing this module does not import modAL (and torch).
+    """
+    if name == "ActiveLearner":
+        return active_learner_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,10 +1,5 @@
-import os
-
 import numpy as np
 import pytest
-
-# Tests never load third-party strategy plugins that happen to be installed.
-os.environ.setdefault("ALPLUG_DISABLE_PLUGINS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,231 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from alplug.cli import cli
+
+from conftest import QUICK
+from data_formats import write_image_folder
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def read_history(run_dir: Path, drop_timing=True):
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    if drop_timing:
+        for row in rows:
+            row.pop("train_seconds"), row.pop("query_seconds")
+    return rows
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["strategies"]])
+def test_help_on_every_command(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_strategies_lists_the_built_ins_with_their_distribution():
+    result = invoke("strategies")
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert {"random", "least-confidence", "margin", "entropy"} <= set(lines)
+    assert "alplug 0.1.0" in lines["margin"] and "smallest first" in lines["margin"]
+
+
+def test_cli_start_up_does_not_import_torch_or_modal():
+    code = "import sys, alplug.cli; print(sorted(m for m in ('torch', 'modAL', 'skorch', 'baal') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_full_small_run_writes_the_run_directory(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--query", "margin", "--out", out, *QUICK)
+    assert result.exit_code == 0, result.output
+    assert {"config.toml", "history.csv", "result.json", "model.pt", "learning_curve.png", "state.json"} <= {
+        p.name for p in out.iterdir()}
+    rows = read_history(out)
+    assert [r["round"] for r in rows] == ["0", "1", "2"]
+    assert [r["labels"] for r in rows] == ["10", "15", "20"]
+    queried = [int(i) for r in rows[1:] for i in r["queried_ids"].split()]
+    assert len(queried) == len(set(queried)) == 10
+    result_json = json.loads((out / "result.json").read_text())
+    assert 0 <= result_json["test_accuracy"] <= 1 and result_json["test_size"] == 100
+    assert result_json["labels"] == 20 and result_json["config"]["query"] == "margin"
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "test accuracy" in result.output and "labels used    20" in result.output
+    import torch
+
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert state["head.1.weight"].shape == (10, 512)
+
+
+def test_config_file_is_used_and_command_line_wins(tmp_path):
+    (tmp_path / "c.toml").write_text('query = "entropy"\nrounds = 1\nper-round = 3\nseed = 4\n')
+    out = tmp_path / "run"
+    result = invoke("run", "--config", tmp_path / "c.toml", "--seed", 5, "--out", out,
+                    "--n-start", 1, "--epochs", 1, "--test-size", 100, "--val1-size", 50, "--val2-size", 50)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "result.json").read_text())["config"]
+    assert (config["query"], config["rounds"], config["per_round"], config["seed"]) == ("entropy", 1, 3, 5)
+
+
+@pytest.mark.parametrize("extra,stop,labels", [
+    (["--budget", "17", "--rounds", "5"], "label budget of 17 reached", [10, 15, 17]),
+    (["--rounds", "0"], "0 rounds done", [10]),
+])
+def test_budget_and_rounds_stop_the_loop(tmp_path, extra, stop, labels):
+    out = tmp_path / "run"
+    result = invoke("run", "--out", out, *QUICK, *extra)
+    assert result.exit_code == 0, result.output
+    assert [int(r["labels"]) for r in read_history(out)] == labels
+    assert json.loads((out / "result.json").read_text())["stop_reason"] == stop
+
+
+def test_patience_stops_after_rounds_without_improvement(tmp_path):
+    out = tmp_path / "run"
+    # lr so small the model cannot improve: val-2 accuracy stays flat
+    result = invoke("run", "--out", out, *QUICK, "--rounds", "6", "--patience", "2", "--lr", "1e-9")
+    assert result.exit_code == 0, result.output
+    rows = read_history(out)
+    assert "patience" in json.loads((out / "result.json").read_text())["stop_reason"]
+    assert len(rows) < 7
+
+
+def test_pool_exhaustion_stops_the_loop(tmp_path, rng):
+    X = rng.integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(40) % 2)
+    out = tmp_path / "run"
+    result = invoke("run", "--dataset", f"npz:{tmp_path / 'd.npz'}", "--out", out, "--n-start", 2,
+                    "--per-round", 7, "--rounds", 10, "--epochs", 1, "--batch-size", 8,
+                    "--test-size", 8, "--val1-size", 4, "--val2-size", 4)
+    assert result.exit_code == 0, result.output
+    assert [int(r["labels"]) for r in read_history(out)] == [4, 11, 18, 24]
+    assert json.loads((out / "result.json").read_text())["stop_reason"] == "pool is empty"
+
+
+def _bad(tmp_path, *args):
+    result = invoke("run", "--out", tmp_path / "run", *QUICK, *args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("alplug: error:") and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()  # nothing was created
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--query", "margn"], "did you mean 'margin'"),
+    (["--model", "resnet19"], "did you mean 'resnet18'"),
+    (["--dataset", "mnits"], "did you mean 'mnist'"),
+    (["--n-start", "500"], "larger than the pool"),
+    (["--per-round", "0"], "--per-round = 0, must be >= 1"),
+    (["--dataset", "mnist", "--data-dir", "/no/such/dir"], "does not exist"),
+    (["--dataset", "npz:/no/such.npz"], "does not exist"),
+    (["--budget", "5"], "smaller than the initial labeled set"),
+    (["--weights", "/no/such/resnet18.pth"], "does not exist"),
+    (["--device", "gpu"], "not a torch device"),
+])
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, message):
+    assert message in _bad(tmp_path, *args)
+
+
+def test_bad_npz_files_from_the_cli(tmp_path):
+    np.savez(tmp_path / "noy.npz", X=np.zeros((10, 4, 4)))
+    assert "no array y" in _bad(tmp_path, "--dataset", f"npz:{tmp_path / 'noy.npz'}")
+    np.savez(tmp_path / "short.npz", X=np.zeros((10, 4, 4)), y=np.arange(9))
+    assert "must match" in _bad(tmp_path, "--dataset", f"npz:{tmp_path / 'short.npz'}")
+
+
+def test_folder_with_one_class_from_the_cli(tmp_path, rng):
+    root = write_image_folder(tmp_path / "imgs", rng, classes=("only",), corrupt=False)
+    assert "at least two" in _bad(tmp_path, "--dataset", f"folder:{root}")
+
+
+def test_image_folder_run_skips_the_corrupt_file(tmp_path, rng):
+    root = write_image_folder(tmp_path / "imgs", rng, per_class=12)
+    out = tmp_path / "run"
+    result = invoke("run", "--dataset", f"folder:{root}", "--image-size", 24, "--out", out, "--n-start", 2,
+                    "--per-round", 3, "--rounds", 1, "--epochs", 1, "--batch-size", 8,
+                    "--test-size", 6, "--val1-size", 6, "--val2-size", 6)
+    assert result.exit_code == 0, result.output
+    skipped = json.loads((out / "result.json").read_text())["skipped_files"]
+    assert len(skipped) == 1 and skipped[0].endswith("broken.png")
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "labels.csv").write_text("precious")
+    result = invoke("run", "--out", out, *QUICK)
+    assert result.exit_code == 2 and "--resume" in result.output
+    assert [p.name for p in out.iterdir()] == ["labels.csv"] and (out / "labels.csv").read_text() == "precious"
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert invoke("run", "--out", out, *QUICK).exit_code == 0
+    before = (out / "history.csv").read_text()
+    result = invoke("run", "--resume", out, "--seed", "9", "--query", "entropy")
+    assert result.exit_code == 2 and "seed: 0 != 9" in result.output and "query: 'margin' != 'entropy'" in result.output
+    assert (out / "history.csv").read_text() == before
+    result = invoke("run", "--resume", tmp_path / "nothing-here")
+    assert result.exit_code == 2 and "not an alplug run directory" in result.output
+
+
+def test_resume_after_kill_gives_the_same_run(tmp_path):
+    """Kill a run (SIGKILL) after its first committed round, resume it, compare with an uninterrupted run."""
+    args = ["--query", "margin", *QUICK, "--rounds", "4", "--seed", "3"]
+    whole = tmp_path / "whole"
+    assert invoke("run", "--out", whole, *args).exit_code == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "alplug.cli", "run", "--out", str(killed), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            state = killed / "state.json"
+            if state.exists() and json.loads(state.read_text())["round"] >= 1:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run never committed round 1")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (killed / "result.json").exists()  # it really was cut short
+
+    result = invoke("run", "--resume", killed)
+    assert result.exit_code == 0, result.output
+    assert "resuming after round" in result.output
+    assert read_history(killed) == read_history(whole)
+    a, b = (json.loads((d / "state.json").read_text()) for d in (killed, whole))
+    assert a["queried"] == b["queried"]
+    ra, rb = (json.loads((d / "result.json").read_text()) for d in (killed, whole))
+    assert ra["test_accuracy"] == rb["test_accuracy"]
+
+    again = invoke("run", "--resume", killed)  # a finished run stays as it is
+    assert again.exit_code == 0 and read_history(killed) == read_history(whole)
+
+
+def test_cli_reference_in_docs_is_current():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("cli_reference", root / "scripts" / "cli_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (root / "docs" / "cli.md").read_text() == module.render(), \
+        "docs/cli.md is stale: run `uv run python scripts/cli_reference.py`"
