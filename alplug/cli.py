@@ -42,6 +42,9 @@ def _run_options(f):
     options = [
         click.option("--query", "-q", default=d.query, show_default=True,
                      help="Query strategy name (see `alplug strategies`)."),
+        click.option("--query-opt", "query_options", multiple=True, metavar="KEY=VALUE",
+                     help="Strategy option, repeatable (e.g. T=30; for FIRST+SECOND: prefilter=4, "
+                          "FIRST.KEY=VALUE)."),
         click.option("--model", "-m", default=d.model, show_default=True,
                      help="resnet18, resnet50 or squeezenet1_1."),
         click.option("--dataset", "-d", default=d.dataset, show_default=True,
@@ -93,15 +96,20 @@ def _run_options(f):
     return f
 
 
-SETTING_NAMES = [f.name for f in dataclasses.fields(RunConfig) if f.name != "query_options"]
+SETTING_NAMES = [f.name for f in dataclasses.fields(RunConfig)]
 
 
 def _explicit_settings(ctx: click.Context, params: dict) -> dict:
     """The settings the user typed on the command line (not click's defaults)."""
     from click.core import ParameterSource
 
-    return {name: params[name] for name in SETTING_NAMES
-            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    from .strategies.registry import parse_option_values
+
+    given = {name: params[name] for name in SETTING_NAMES
+             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    if "query_options" in given:
+        given["query_options"] = parse_option_values(given["query_options"])
+    return given
 
 
 def _default_out(config: RunConfig) -> Path:
@@ -171,19 +179,33 @@ def run(ctx, out, resume, config_file, verbose, **params):
 
 @cli.command()
 def strategies():
-    """List the registered query strategies."""
-    from .strategies import available_strategies
+    """List the registered query strategies, their options, and broken plugins."""
+    from .strategies.registry import OPTIONAL_STRATEGIES, StrategyLoadError, available_strategies, strategy_options
 
-    rows = []
-    for name, ep in available_strategies().items():
-        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "?"
-        fn = ep.load()
+    rows, broken = [], []
+    registered = available_strategies()
+    for name, entry in registered.items():
+        try:
+            fn = entry.load()
+        except StrategyLoadError as exc:
+            broken.append((name, entry.origin, str(exc)))
+            continue
         doc = (fn.__doc__ or "").strip().splitlines()
-        rows.append((name, dist, doc[0] if doc else ""))
-    width = max(len(r[0]) for r in rows)
-    dwidth = max(len(r[1]) for r in rows)
-    for name, dist, doc in rows:
-        click.echo(f"{name:<{width}}  {dist:<{dwidth}}  {doc}")
+        options = " ".join(f"{k}={v!r}" for k, v in strategy_options(fn).items())
+        rows.append((name, entry.origin, doc[0] if doc else "", options))
+    width = max([len(r[0]) for r in rows + broken] + [4])
+    owidth = max([len(r[1]) for r in rows + broken] + [6])
+    for name, origin, doc, options in rows:
+        click.echo(f"{name:<{width}}  {origin:<{owidth}}  {doc}" + (f"  [options: {options}]" if options else ""))
+    for name, origin, reason in broken:
+        click.echo(f"{name:<{width}}  {origin:<{owidth}}  BROKEN: {reason}")
+    missing = {}
+    for name, extra in OPTIONAL_STRATEGIES.items():
+        if name not in registered:
+            missing.setdefault(extra, []).append(name)
+    for extra, names in sorted(missing.items()):
+        click.echo(f"not installed: {', '.join(names)} (pip install \"alplug[{extra}]\")")
+    click.echo("Combine two as FIRST+SECOND (e.g. entropy+model-outlier, option prefilter=4).")
 
 
 def main():

@@ -58,6 +58,8 @@ class RunConfig:
             problems.append(f"--dropout = {self.dropout}, must be in [0, 1)")
         if self.image_size is not None and self.image_size < 1:
             problems.append(f"--image-size = {self.image_size}, must be >= 1")
+        if not isinstance(self.query_options, dict):
+            problems.append("query_options must be a table of strategy options")
         if problems:
             raise UsageError("; ".join(problems))
         return self

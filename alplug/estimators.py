@@ -135,15 +135,28 @@ class ImageClassifierNet(NeuralNetClassifier):
         with self.autocast():
             return super().infer(x, **fit_params).float()
 
-    def embed(self, X) -> np.ndarray:
-        """Penultimate-layer embeddings of ``X`` in evaluation mode, shape (N, embedding_dim)."""
+    def embed_and_predict(self, X, need_proba: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Penultimate embeddings (N, D) and class probabilities (N, C) from one backbone pass, in eval mode."""
         self.check_is_fitted()
-        self.module_.eval()
-        out = []
-        with torch.inference_mode(), self.autocast():
-            for Xi, _ in self.get_iterator(self.get_dataset(X), training=False):
-                out.append(self.module_.embed(Xi.to(self.device)).float().cpu())
-        return torch.cat(out).numpy()
+        module = self.module_
+        was_training = module.training
+        module.eval()
+        embeddings, probabilities = [], []
+        try:
+            with torch.inference_mode(), self.autocast():
+                for Xi, _ in self.get_iterator(self.get_dataset(X), training=False):
+                    features = module.features(Xi.to(self.device))
+                    embeddings.append(module.pool(features).float().cpu())
+                    if need_proba:
+                        probabilities.append(torch.softmax(module.head(features).float(), dim=1).cpu())
+        finally:
+            module.train(was_training)
+        proba = torch.cat(probabilities).numpy() if need_proba else None
+        return torch.cat(embeddings).numpy(), proba
+
+    def embed(self, X) -> np.ndarray:
+        """Penultimate-layer embeddings of ``X``, shape (N, embedding_dim)."""
+        return self.embed_and_predict(X, need_proba=False)[0]
 
 
 def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: int,

@@ -58,9 +58,10 @@ class ActiveLearningRun:
         self.config, self.echo = config.validate(), echo
         self.run_dir: RunDirectory | None = None
         self.history: list[dict] = []
-        from .strategies import get_strategy
+        from .strategies import resolve_query
 
-        self.strategy = get_strategy(config.query)  # fails fast on unknown names
+        # Unknown names, bad options and broken plugins fail here, before any data is read.
+        self.strategy = resolve_query(config.query, config.query_options)
         self.data: DataSet = load_dataset(config.dataset, config.data_dir, image_size=config.image_size)
         self.splits: Splits = make_splits(self.data, seed=config.seed, n_start=config.n_start,
                                           test_size=config.test_size, val1_size=config.val1_size,

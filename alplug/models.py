@@ -115,10 +115,14 @@ class ImageClassifier(nn.Module):
         """Backbone output: the head's input (a vector for ResNet, a map for SqueezeNet)."""
         return self.backbone(self.prepare(x))
 
+    @staticmethod
+    def pool(features: torch.Tensor) -> torch.Tensor:
+        """The embedding of backbone features: global average pooling of a feature map."""
+        return features.mean(dim=(2, 3)) if features.dim() == 4 else features
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer embedding, shape (N, embedding_dim)."""
-        f = self.features(x)
-        return f.mean(dim=(2, 3)) if f.dim() == 4 else f
+        return self.pool(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

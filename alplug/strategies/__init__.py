@@ -3,6 +3,11 @@ returning ``(indices, scores)``, found by name through the ``alplug.query_strate
 
 Each one can be passed straight to modAL's ``ActiveLearner(query_strategy=...)``.
 """
-from .registry import GROUP, available_strategies, get_strategy, normalize_name
+from .mixed import prefiltered
+from .outputs import StrategyError, embeddings, embeddings_and_proba, predict_proba
+from .registry import (GROUP, StrategyLoadError, available_strategies, check_result, get_strategy, normalize_name,
+                       resolve_query, strategy_options)
 
-__all__ = ["GROUP", "available_strategies", "get_strategy", "normalize_name"]
+__all__ = ["GROUP", "StrategyError", "StrategyLoadError", "available_strategies", "check_result", "embeddings",
+           "embeddings_and_proba", "get_strategy", "normalize_name", "predict_proba", "prefiltered",
+           "resolve_query", "strategy_options"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
+from .outputs import StrategyError
 
 
 def pool_size(X_pool) -> int:
@@ -38,7 +39,7 @@ def select(scores: np.ndarray, n_instances: int, *, largest: bool, random_state=
     n = check_n_instances(n_instances, len(scores), strategy)
     if not np.all(np.isfinite(scores)):
         bad = int(np.sum(~np.isfinite(scores)))
-        raise ValueError(f"{strategy}: {bad} of {len(scores)} scores are NaN or infinite "
+        raise StrategyError(f"{strategy}: {bad} of {len(scores)} scores are NaN or infinite "
                          "(the model's probabilities are not finite; check the training loss)")
     order = np.arange(len(scores)) if random_state is None else np.random.default_rng(random_state).permutation(len(scores))
     key = -scores[order] if largest else scores[order]

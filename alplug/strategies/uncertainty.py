@@ -5,6 +5,8 @@ Cost: one ``predict_proba`` over the pool.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .selection import check_n_instances, pool_size, select
 
 
@@ -37,3 +39,15 @@ def entropy(learner, X_pool, n_instances: int = 1, *, random_state=None):
     _checked("entropy", X_pool, n_instances)
     return select(classifier_entropy(learner, X_pool), n_instances, largest=True,
                   random_state=random_state, strategy="entropy")
+
+
+def ratio(learner, X_pool, n_instances: int = 1, *, random_state=None):
+    """Ratio of confidence: score = p(second best|x) / p(best|x); highest first (Monarch 2021)."""
+    from .outputs import predict_proba
+
+    _checked("ratio", X_pool, n_instances)
+    proba = predict_proba(learner, X_pool)
+    top2 = np.sort(proba, axis=1)[:, -2:]  # [N, 2]: second best, best
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.where(top2[:, 1] > 0, top2[:, 0] / top2[:, 1], 1.0)
+    return select(scores, n_instances, largest=True, random_state=random_state, strategy="ratio")

@@ -1,0 +1,64 @@
+"""Stochastic forward passes with dropout kept on (MC dropout), shaped as baal expects."""
+from __future__ import annotations
+
+import numpy as np
+
+from alplug.strategies.outputs import StrategyError, estimator_of, is_torch_net
+
+NO_DROPOUT_ADVICE = ("the model has no dropout layer with p > 0, so every MC-dropout score would be 0; "
+                     "train it with a dropout head: `alplug run --dropout 0.3` or "
+                     "make_estimator(..., dropout=0.3) (SqueezeNet 1.1 has dropout of its own)")
+
+
+def _dropout_layers(module) -> list:
+    from torch import nn
+
+    return [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
+
+
+def head_only_possible(module) -> bool:
+    """True when every dropout layer is inside ``module.head`` and the module exposes ``features``."""
+    if not (hasattr(module, "head") and hasattr(module, "features")):
+        return False
+    in_head = {id(m) for m in module.head.modules()}
+    return all(id(m) in in_head for m in _dropout_layers(module))
+
+
+def mc_probabilities(learner, X_pool, T: int = 20, random_state=None, head_only: bool | None = None) -> np.ndarray:
+    """Class probabilities of ``T`` stochastic passes, shape (N, C, T): MC samples last, as baal's heuristics take.
+
+    Dropout is made always-on with baal's ``patch_module`` on a copy, so the
+    learner's own model is left as it was. With ``head_only`` (default: when
+    possible) the backbone runs once per batch and the patched head T times.
+    """
+    import torch
+    from baal.bayesian.dropout import patch_module
+
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 2:
+        raise StrategyError(f"T = {T!r}, must be an integer >= 2 stochastic passes")
+    est = estimator_of(learner)
+    if not is_torch_net(est):
+        raise StrategyError(f"MC dropout needs a torch model with dropout (a skorch net), not {type(est).__name__}")
+    module = est.module_
+    if not _dropout_layers(module):
+        raise StrategyError(NO_DROPOUT_ADVICE)
+    if head_only is None:
+        head_only = head_only_possible(module)
+    was_training = module.training
+    module.eval()  # BatchNorm uses its running statistics; only the patched dropout is random
+    stochastic = patch_module(module.head if head_only else module, inplace=False).eval()
+    device = torch.device(est.device)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    out = []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.inference_mode(), est.autocast():
+            if random_state is not None:
+                torch.manual_seed(int(random_state))
+            for Xi, _ in est.get_iterator(est.get_dataset(X_pool), training=False):
+                x = Xi.to(device)
+                inputs = module.features(x) if head_only else x
+                logits = torch.stack([stochastic(inputs) for _ in range(T)], dim=-1)  # [batch, C, T]
+                out.append(torch.softmax(logits.float(), dim=1).cpu())
+    finally:
+        module.train(was_training)
+    return torch.cat(out).numpy()
