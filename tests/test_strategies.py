@@ -3,11 +3,12 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from alplug.errors import UnknownNameError, UsageError
+from alplug.strategies import StrategyError
 from alplug.strategies import available_strategies, get_strategy
 from alplug.strategies.baseline import random_sampling
-from alplug.strategies.uncertainty import entropy, least_confidence, margin
+from alplug.strategies.uncertainty import entropy, least_confidence, margin, ratio
 
-BUILT_INS = ["random", "least-confidence", "margin", "entropy"]
+BUILT_INS = ["random", "least-confidence", "margin", "entropy", "ratio"]
 
 
 class FixedProba:
@@ -33,8 +34,8 @@ PROBA = [[0.90, 0.05, 0.05],   # confident
 def test_built_ins_are_registered_through_entry_points():
     registered = available_strategies()
     for name in BUILT_INS:
-        assert registered[name].dist.name == "alplug"
-    assert get_strategy("least_confidence") is least_confidence  # '_' is an alias of '-'
+        assert registered[name].distribution == "alplug"
+    assert get_strategy("least_confidence").__wrapped__ is least_confidence  # '_' is an alias of '-'
 
 
 def test_unknown_strategy_suggests_close_matches():
@@ -43,7 +44,7 @@ def test_unknown_strategy_suggests_close_matches():
 
 
 @pytest.mark.parametrize("strategy,expected", [
-    (least_confidence, [2, 1]), (margin, [2, 1]), (entropy, [2, 3]),
+    (least_confidence, [2, 1]), (margin, [2, 1]), (entropy, [2, 3]), (ratio, [2, 1]),
 ])
 def test_uncertainty_strategies_rank_best_first(strategy, expected):
     model = FixedProba(PROBA)
@@ -58,6 +59,8 @@ def test_scores_are_the_documented_formulas():
     assert sorted(s) == pytest.approx(sorted([0.85, 0.05, 0.01, 0.4, 0.41]))
     _, s = least_confidence(model, POOL, n_instances=1)
     assert s[0] == pytest.approx(0.66)
+    _, s = ratio(model, POOL, n_instances=5)
+    assert sorted(s) == pytest.approx(sorted([0.05 / 0.9, 0.45 / 0.5, 0.33 / 0.34, 0.2 / 0.6, 0.29 / 0.7]))
     _, s = entropy(model, POOL, n_instances=1)
     assert s[0] == pytest.approx(-np.sum(np.array(PROBA[2]) * np.log(PROBA[2])))
 
@@ -88,7 +91,7 @@ def test_n_instances_outside_the_pool_is_refused(name, n):
 
 def test_nan_probabilities_are_an_error_naming_the_strategy():
     model = FixedProba([[np.nan, 0.5]] * 5)
-    with pytest.raises(ValueError, match="margin: 5 of 5 scores are NaN"):
+    with pytest.raises(StrategyError, match="margin: 5 of 5 scores are NaN"):
         margin(model, POOL, n_instances=1)
 
 

@@ -185,11 +185,11 @@ def checked(fn, name: str, origin: str = "?"):
         try:
             n_pool = len(X_pool)
         except TypeError:
-            raise StrategyError(f"{where}: X_pool must be an array of samples, got {type(X_pool).__name__}") from None
+            raise UsageError(f"{where}: X_pool must be an array of samples, got {type(X_pool).__name__}") from None
         if isinstance(n_instances, bool) or not isinstance(n_instances, (int, np.integer)) or n_instances < 1:
-            raise StrategyError(f"{where}: n_instances = {n_instances!r}, must be an integer >= 1")
+            raise UsageError(f"{where}: n_instances = {n_instances!r}, must be an integer >= 1")
         if n_instances > n_pool:
-            raise StrategyError(f"{where}: n_instances = {n_instances} but the pool holds only {n_pool} samples")
+            raise UsageError(f"{where}: n_instances = {n_instances} but the pool holds only {n_pool} samples")
         _check_pool_shape(learner, X_pool, where)
         try:
             result = fn(learner, X_pool, n_instances, random_state=random_state, **options)
@@ -211,7 +211,7 @@ def _check_pool_shape(learner, X_pool, where: str) -> None:
         return
     shape = np.shape(X_pool)
     if len(shape) != 4 or shape[1] != channels:
-        raise StrategyError(f"{where}: X_pool has shape {shape}; this model takes images shaped "
+        raise UsageError(f"{where}: X_pool has shape {shape}; this model takes images shaped "
                             f"(N, {channels}, H, W)")
 
 
@@ -249,7 +249,7 @@ def bind_options(fn, name: str, options: dict):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     (isinstance(default, int) and not float(value).is_integer()):
                 raise UsageError(f"strategy {name!r}: option {key} = {value!r}, must be a "
-                                 f"{type(default).__name__} like its default {default!r}")
+                                 f"number of type {type(default).__name__} like its default {default!r}")
             value = type(default)(value)
         elif isinstance(default, bool) and not isinstance(value, bool):
             raise UsageError(f"strategy {name!r}: option {key} = {value!r}, must be true or false")

@@ -1,0 +1,129 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from alplug.estimators import make_estimator
+from alplug.strategies import StrategyError
+from alplug.testing import check_query_strategy
+from alplug_bald import (bald, batchbald, mc_least_confidence, mc_margin, mc_probabilities, mc_ratio,
+                         variation_ratios)
+from alplug_bald import strategies as bald_strategies
+
+
+@pytest.fixture(scope="module")
+def digits_net():
+    from alplug.data import load_dataset
+
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    net = make_estimator("resnet18", in_channels=1, num_classes=10, dropout=0.3, epochs=3, batch_size=16)
+    net.fit(data.X[:80], data.y[:80])
+    return net, data.X[200:300]
+
+
+def baal_style_probabilities(net, X, T, seed):
+    """What baal users write: MCDropoutModule over the whole model, T full forward passes per batch."""
+    from baal.bayesian.dropout import MCDropoutModule
+
+    model = MCDropoutModule(copy.deepcopy(net.module_)).eval()
+    out = []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for Xi, _ in net.get_iterator(net.get_dataset(X), training=False):
+            out.append(torch.stack([torch.softmax(model(Xi), 1) for _ in range(T)], dim=-1))
+    return torch.cat(out).numpy()  # [N, C, T]
+
+
+def test_head_only_mc_equals_full_model_mc_for_the_same_seed(digits_net):
+    net, X = digits_net
+    ours = mc_probabilities(net, X, T=8, random_state=3)
+    theirs = baal_style_probabilities(net, X, T=8, seed=3)
+    assert ours.shape == (100, 10, 8)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)  # same dropout masks, same probabilities
+    forced_full = mc_probabilities(net, X, T=8, random_state=3, head_only=False)
+    np.testing.assert_allclose(forced_full, theirs, atol=1e-5)
+
+
+def test_bald_scores_agree_with_baals_heuristic(digits_net):
+    from baal.active.heuristics import BALD
+
+    net, X = digits_net
+    idx, scores = bald(net, X, n_instances=len(X), T=10, random_state=5)
+    expected = BALD().get_uncertainties(baal_style_probabilities(net, X, T=10, seed=5))
+    np.testing.assert_allclose(scores, expected[idx], rtol=1e-4, atol=1e-7)
+    assert np.all(np.diff(scores) <= 1e-12)  # highest first
+    assert scores.max() > 1e-3  # the dropout head makes the scores non-zero
+
+
+def test_model_without_dropout_is_refused_with_advice():
+    from alplug.data import load_dataset
+
+    data = load_dataset("digits")
+    net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=1)
+    net.fit(data.X[:30], data.y[:30])
+    with pytest.raises(StrategyError, match="--dropout 0.3"):
+        bald(net, data.X[100:120], n_instances=2)
+
+
+def test_model_is_unchanged_and_mc_is_seeded(digits_net):
+    net, X = digits_net
+    before = {k: v.clone() for k, v in net.module_.state_dict().items()}
+    modes = [m.training for m in net.module_.modules()]
+    a = mc_probabilities(net, X[:10], T=4, random_state=1)
+    b = mc_probabilities(net, X[:10], T=4, random_state=1)
+    c = mc_probabilities(net, X[:10], T=4, random_state=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert all(torch.equal(before[k], v) for k, v in net.module_.state_dict().items())
+    assert modes == [m.training for m in net.module_.modules()]
+    assert not any(type(m).__module__.startswith("baal") for m in net.module_.modules())
+
+
+def test_T_must_be_at_least_two(digits_net):
+    net, X = digits_net
+    with pytest.raises(StrategyError, match="T = 1"):
+        bald(net, X, n_instances=1, T=1)
+
+
+FIXED = np.array([  # [N=3, C=3, T=4]
+    [[0.9, 0.9, 0.9, 0.9], [0.05, 0.05, 0.05, 0.05], [0.05, 0.05, 0.05, 0.05]],   # confident, unanimous
+    [[0.6, 0.1, 0.6, 0.1], [0.3, 0.8, 0.3, 0.8], [0.1, 0.1, 0.1, 0.1]],           # passes disagree 2:2
+    [[0.5, 0.5, 0.4, 0.6], [0.4, 0.4, 0.5, 0.3], [0.1, 0.1, 0.1, 0.1]],           # 3:1 votes
+])
+
+
+@pytest.fixture
+def fixed_mc(monkeypatch):
+    monkeypatch.setattr(bald_strategies, "mc_probabilities", lambda *a, **k: FIXED)
+
+
+def test_variation_ratios_formula(fixed_mc):
+    idx, scores = variation_ratios(None, np.zeros(3), n_instances=3)
+    assert dict(zip(idx.tolist(), scores.tolist())) == {0: 0.0, 1: 0.5, 2: 0.25}
+
+
+def test_mc_margin_ratio_and_least_confidence_use_the_mean_prediction(fixed_mc):
+    mean = FIXED.mean(axis=-1)
+    top = np.sort(mean, axis=1)
+    idx, s = mc_margin(None, np.zeros(3), n_instances=3)
+    np.testing.assert_allclose(s, (top[:, -1] - top[:, -2])[idx])
+    idx, s = mc_ratio(None, np.zeros(3), n_instances=3)
+    np.testing.assert_allclose(s, (top[:, -2] / top[:, -1])[idx])
+    assert idx[0] == 2  # mean [0.5, 0.4, 0.1]: ratio 0.8, the highest
+    idx, s = mc_least_confidence(None, np.zeros(3), n_instances=3)
+    np.testing.assert_allclose(s, top[idx, -1])
+    assert idx[-1] == 0  # the confident one comes last
+
+
+def test_batchbald_gives_distinct_seeded_batches(digits_net):
+    net, X = digits_net
+    a = batchbald(net, X[:40], n_instances=5, T=8, num_draw=100, random_state=0)[0]
+    b = batchbald(net, X[:40], n_instances=5, T=8, num_draw=100, random_state=0)[0]
+    assert a.tolist() == b.tolist() and len(set(a.tolist())) == 5
+
+
+@pytest.mark.parametrize("fn", [bald, mc_ratio, variation_ratios])
+def test_conformance(fn):
+    check_query_strategy(fn)
