@@ -12,3 +12,12 @@ def test_plain_modal_example_runs_and_learns():
     lines = [line for line in out.stdout.splitlines() if line.startswith("round")]
     assert len(lines) == 3 and lines[-1].startswith("round 3: 120 labels")
     assert float(lines[-1].rsplit(" ", 1)[1]) > 0.5  # chance is 0.1
+
+
+def test_plugin_template_tests_pass_against_this_alplug():
+    template = ROOT / "examples" / "plugin-template"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(template / "tests")],
+                         capture_output=True, text=True, timeout=600, cwd=template,
+                         env={**__import__("os").environ, "PYTHONPATH": str(template)})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "2 passed" in out.stdout

@@ -1,0 +1,53 @@
+"""Publishing works: wheels of core, plugins and the plugin template install with pip, offline, from one folder."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+UV = os.environ.get("UV") or shutil.which("uv")
+
+
+def run(*args, **kwargs):
+    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=900, **kwargs)
+    assert out.returncode == 0, f"{args}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+@pytest.mark.skipif(UV is None, reason="building wheels offline needs uv (the README's set-up)")
+def test_wheels_install_offline_and_extras_pull_plugins(tmp_path):
+    wheels = tmp_path / "wheels"
+    run(UV, "build", "-q", "--offline", "--all-packages", "--wheel", "-o", wheels, cwd=ROOT)
+    run(UV, "build", "-q", "--offline", "--wheel", "-o", wheels, ROOT / "examples" / "plugin-template", cwd=ROOT)
+    names = sorted(p.name.split("-")[0] for p in wheels.glob("*.whl"))
+    assert names == ["alplug", "alplug_bald", "alplug_example_strategy", "alplug_kmeans", "alplug_outlier"]
+
+    # A fresh virtual environment with alplug's third-party dependencies, linked from uv's cache
+    # (torch alone is gigabytes; nothing is downloaded). No alplug distribution is in it.
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv)
+    python = venv / "bin" / "python"
+    frozen = run(UV, "pip", "freeze", "--python", sys.executable).splitlines()
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("\n".join(line for line in frozen if line and not line.startswith(("alplug", "-e"))))
+    run(UV, "pip", "install", "-q", "--offline", "--no-deps", "--python", python, "-r", requirements)
+    assert "alplug" not in run(python, "-m", "pip", "list")
+
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1"}
+    env.pop("ALPLUG_DISABLE_PLUGINS", None)
+    pip = [python, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheels]
+    run(*pip, "alplug[outlier]", env=env)
+    installed = run(python, "-m", "pip", "list", env=env)
+    assert "alplug-outlier" in installed and "alplug-bald" not in installed
+
+    listing = run(venv / "bin" / "alplug", "strategies", env=env)
+    lines = {line.split()[0]: line for line in listing.splitlines() if line.strip()}
+    assert "alplug-outlier 0.1.0" in lines["outlier"] and "alplug-outlier 0.1.0" in lines["cluster-outlier"]
+    assert "bald" not in lines and 'pip install "alplug[bald]"' in listing
+
+    run(*pip, "alplug-example-strategy", env=env)  # a third-party plugin built from the template
+    listing = run(venv / "bin" / "alplug", "strategies", env=env)
+    assert "least-typical" in listing and "alplug-example-strategy 0.1.0" in listing
