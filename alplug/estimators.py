@@ -20,6 +20,7 @@ from skorch.helper import predefined_split
 from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
+from .data.lazy import IndexedImages, is_index_array
 from .errors import UnknownNameError, UsageError
 from .models import ImageClassifier
 
@@ -120,9 +121,16 @@ class ImageClassifierNet(NeuralNetClassifier):
     skorch has no autocast switch of its own outside its accelerate mixin.
     """
 
-    def __init__(self, *args, amp: bool = True, **kwargs):
+    def __init__(self, *args, amp: bool = True, images=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.amp = amp
+        self.images = images
+
+    def get_dataset(self, X, y=None):
+        """With ``images`` set, a 1-d integer ``X`` holds ids into it, read lazily batch by batch."""
+        if self.images is not None and is_index_array(X):
+            return IndexedImages(self.images, X, None if y is None else np.asarray(y))
+        return super().get_dataset(X, y)
 
     def autocast(self):
         device = str(self.device)
@@ -131,7 +139,16 @@ class ImageClassifierNet(NeuralNetClassifier):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def initialize_module(self):
+        super().initialize_module()
+        if str(self.device).startswith("cuda"):
+            # NHWC lets cuDNN use its fastest convolution kernels (tensor cores).
+            self.module_ = self.module_.to(memory_format=torch.channels_last)
+        return self
+
     def infer(self, x, **fit_params):
+        if isinstance(x, torch.Tensor) and x.device.type == "cpu" and str(self.device).startswith("cuda"):
+            x = x.to(self.device, non_blocking=True)  # overlaps with compute; batches come pinned
         with self.autocast():
             return super().infer(x, **fit_params).float()
 
@@ -145,7 +162,7 @@ class ImageClassifierNet(NeuralNetClassifier):
         try:
             with torch.inference_mode(), self.autocast():
                 for Xi, _ in self.get_iterator(self.get_dataset(X), training=False):
-                    features = module.features(Xi.to(self.device))
+                    features = module.features(Xi.to(self.device, non_blocking=True))
                     embeddings.append(module.pool(features).float().cpu())
                     if need_proba:
                         probabilities.append(torch.softmax(module.head(features).float(), dim=1).cpu())
@@ -164,11 +181,15 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
                    lr: float = 1e-3, batch_size: int = 32, epochs: int = 10, weight_decay: float = 0.0,
                    optimizer: str = "adam", augment: bool = False, hflip: bool = False,
                    device: str = "auto", amp: bool = True, valid_data: tuple | None = None,
-                   warm_start: bool = False, progress: bool = False, verbose: int = 0) -> ImageClassifierNet:
+                   warm_start: bool = False, progress: bool = False, verbose: int = 0,
+                   images=None, eval_batch_size: int = 256) -> ImageClassifierNet:
     """An unfitted skorch classifier for ``model`` (resnet18, resnet50, squeezenet1_1).
 
     ``valid_data=(X, y)`` is scored after every epoch (skorch's ``valid_loss``
-    and ``valid_acc``); without it nothing is held out. ``warm_start=False``
+    and ``valid_acc``); without it nothing is held out. With ``images`` (an
+    array or memory map of (N, C, H, W) images), ``X`` may be 1-d id arrays into
+    it everywhere (fit, predict, ``valid_data``): nothing is copied or loaded
+    beyond the current batch. Prediction uses batches of ``eval_batch_size``. ``warm_start=False``
     rebuilds the module on every ``fit``, so each active-learning round trains
     from scratch (or from the pretrained ``weights``).
     """
@@ -196,16 +217,18 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
         callbacks.append(("progress", EpochProgress()))
     train_split = None
     if valid_data is not None:
-        train_split = predefined_split(Dataset(*valid_data))
+        Xv, yv = valid_data
+        valid = IndexedImages(images, Xv, yv) if images is not None and is_index_array(Xv) else Dataset(Xv, yv)
+        train_split = predefined_split(valid)
     return ImageClassifierNet(
         ImageClassifier,
         module__arch=model, module__in_channels=in_channels, module__num_classes=num_classes,
         module__dropout=dropout, module__image_size=image_size, module__weights=weights,
         criterion=nn.CrossEntropyLoss,  # the modules output logits
         optimizer=OPTIMIZERS[optimizer], lr=lr, optimizer__weight_decay=weight_decay,
-        batch_size=batch_size, max_epochs=epochs,
+        batch_size=batch_size, max_epochs=epochs, iterator_valid__batch_size=max(eval_batch_size, batch_size),
         iterator_train=train_loader, iterator_train__shuffle=True,
         train_split=train_split, classes=list(range(num_classes)),
-        device=device, amp=amp, warm_start=warm_start, callbacks=callbacks, verbose=verbose,
+        device=device, amp=amp, images=images, warm_start=warm_start, callbacks=callbacks, verbose=verbose,
         **extra,
     )

@@ -1,5 +1,8 @@
 """One pool-based active-learning run: modAL's ActiveLearner queries and teaches, we keep the books.
 
+modAL and the strategies see only index arrays into the data set's images; the
+skorch net reads the images of each batch (lazily, for memory-mapped data).
+
 Round 0 trains on the initial labeled set. Each later round queries
 ``per_round`` pool images with the strategy, reveals their labels (the
 simulated oracle) and teaches them, which retrains the model. After every round
@@ -22,6 +25,7 @@ from .config import RunConfig
 from .data import DataSet, Splits, load_dataset, make_splits
 from .errors import UsageError
 from .rundir import RunDirectory
+from .strategies.outputs import shared_model_outputs
 
 
 def round_seed(seed: int, round_: int) -> int:
@@ -78,7 +82,7 @@ class ActiveLearningRun:
             dropout=config.dropout, image_size=config.image_size, weights=config.weights, lr=config.lr,
             batch_size=config.batch_size, epochs=config.epochs, weight_decay=config.weight_decay,
             optimizer=config.optimizer, augment=config.augment, hflip=config.hflip, device=config.device,
-            valid_data=(X[s.val1], y[s.val1]), warm_start=config.warm_start, progress=progress)
+            valid_data=(s.val1, y[s.val1]), warm_start=config.warm_start, progress=progress, images=X)
         # Build the module now: a bad architecture or weights file fails here,
         # before the caller creates a run directory.
         self.estimator.initialize()
@@ -95,11 +99,11 @@ class ActiveLearningRun:
 
     def _row(self, round_: int, labels: int, queried: np.ndarray, train_s: float, query_s: float) -> dict:
         last = self.estimator.history[-1]
-        X, y, s = self.data.X, self.data.y, self.splits
+        y, s = self.data.y, self.splits
         # skorch scores val-1 during each epoch, before BatchNorm is recalibrated at
         # the end of fit; the round's figures use the model as it will query.
-        val1_acc, val1_loss = self._evaluate(X[s.val1], y[s.val1])
-        val2_acc, val2_loss = self._evaluate(X[s.val2], y[s.val2])
+        val1_acc, val1_loss = self._evaluate(s.val1, y[s.val1])
+        val2_acc, val2_loss = self._evaluate(s.val2, y[s.val2])
         return {
             "round": round_, "labels": labels, "queried": len(queried),
             "train_seconds": round(train_s, 3), "query_seconds": round(query_s, 3),
@@ -135,7 +139,7 @@ class ActiveLearningRun:
         from .modal_compat import active_learner_class
 
         ActiveLearner = active_learner_class()
-        X, cfg = self.data.X, self.config
+        cfg = self.config
         state = self.run_dir.load_state()
         if state is not None:
             self.history = state["history"]
@@ -150,7 +154,7 @@ class ActiveLearningRun:
             torch.manual_seed(round_seed(cfg.seed, 0))
             t0 = time.perf_counter()
             learner = ActiveLearner(self.estimator, self.strategy,
-                                    X_training=X[initial], y_training=self.oracle.reveal(initial))
+                                    X_training=initial, y_training=self.oracle.reveal(initial))
             row = self._row(0, len(initial), np.array([], dtype=np.int64), time.perf_counter() - t0, 0.0)
             self._commit(state, row)
             self._announce(row)
@@ -160,7 +164,7 @@ class ActiveLearningRun:
             prefix = self.run_dir.checkpoint_prefix(state)
             self.estimator.load_params(f_params=f"{prefix}.params.pt", f_optimizer=f"{prefix}.optimizer.pt")
             learner = ActiveLearner(self.estimator, self.strategy)
-            learner.X_training, learner.y_training = X[labeled], self.oracle.reveal(labeled)
+            learner.X_training, learner.y_training = labeled, self.oracle.reveal(labeled)
             self.echo(f"resuming after round {state['round']} ({state['labels']} labels)")
 
         while True:
@@ -173,12 +177,13 @@ class ActiveLearningRun:
             if cfg.budget is not None:
                 n = min(n, cfg.budget - state["labels"])
             t0 = time.perf_counter()
-            idx, _ = learner.query(X[pool], n_instances=n, random_state=round_seed(cfg.seed, round_))
+            with shared_model_outputs():
+                idx, _ = learner.query(pool, n_instances=n, random_state=round_seed(cfg.seed, round_))
             query_s = time.perf_counter() - t0
             new = pool[np.asarray(idx, dtype=np.int64)]
             torch.manual_seed(round_seed(cfg.seed, round_))
             t0 = time.perf_counter()
-            learner.teach(X[new], self.oracle.reveal(new))
+            learner.teach(new, self.oracle.reveal(new))
             train_s = time.perf_counter() - t0
             state["queried"] = state["queried"] + [int(i) for i in new]
             row = self._row(round_, state["labels"] + len(new), new, train_s, query_s)
@@ -191,8 +196,8 @@ class ActiveLearningRun:
         from .plots import plot_learning_curve
 
         s = self.splits
-        test_acc, test_loss = self._evaluate(s.X_test, s.y_test)
-        pred = self.estimator.predict(s.X_test)
+        test_acc, test_loss = self._evaluate(s.test_inputs(self.data), s.y_test)
+        pred = self.estimator.predict(s.test_inputs(self.data))
         per_class = {name: float(np.mean(pred[s.y_test == c] == c))
                      for c, name in enumerate(self.data.classes) if np.any(s.y_test == c)}
         self.run_dir.write_model(self.estimator.module_)

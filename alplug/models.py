@@ -109,7 +109,8 @@ class ImageClassifier(nn.Module):
             scale = self.min_size / min(h, w)
             size = (max(self.min_size, round(h * scale)), max(self.min_size, round(w * scale)))
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone output: the head's input (a vector for ResNet, a map for SqueezeNet)."""

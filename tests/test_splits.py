@@ -9,9 +9,9 @@ def test_splits_are_disjoint_stratified_and_cover_the_data(digits):
     s = make_splits(digits, seed=0, n_start=3)
     sizes = s.sizes()
     assert sizes == {"test": 359, "val1": 180, "val2": 180, "initial": 30, "pool": 1048}
-    parts = [s.val1, s.val2, s.initial, s.pool]
+    parts = [s.test, s.val1, s.val2, s.initial, s.pool]
     together = np.concatenate(parts)
-    assert len(np.unique(together)) == len(together) == 1797 - 359
+    assert len(np.unique(together)) == len(together) == 1797
     assert np.bincount(digits.y[s.initial]).tolist() == [3] * 10
     for part in (s.val1, s.val2):  # stratified: every class within one image of its share
         share = np.bincount(digits.y[part], minlength=10) / len(part)
@@ -34,7 +34,7 @@ def test_own_test_set_is_used_when_present(rng):
     X = rng.integers(0, 256, (100, 1, 4, 4), dtype=np.uint8)
     data = DataSet("toy", X, np.arange(100) % 2, ["a", "b"], X_test=X[:7], y_test=np.zeros(7, dtype=np.int64))
     s = make_splits(data, seed=0, n_start=2)
-    assert len(s.y_test) == 7 and len(s.val1) + len(s.val2) + len(s.initial) + len(s.pool) == 100
+    assert len(s.y_test) == 7 and s.test is None and s.test_inputs(data) is data.X_test and len(s.val1) + len(s.val2) + len(s.initial) + len(s.pool) == 100
 
 
 def test_n_start_times_classes_larger_than_pool_is_refused(digits):

@@ -172,7 +172,10 @@ def _folder(root: Path, size: int) -> DataSet:
 
 
 def _npz(path: Path) -> DataSet:
-    """Arrays ``X`` (N, H, W) or (N, H, W, C) and ``y``; optional ``X_test``/``y_test`` and ``classes``."""
+    """Arrays ``X`` (N, H, W) or (N, H, W, C) and ``y``; optional ``X_test``/``y_test`` and ``classes``.
+
+    ``X`` of an uncompressed file (``np.savez``) in uint8 or float32 is memory-mapped, not loaded.
+    """
     if not path.is_file():
         raise DataError(f"npz file {path} does not exist")
     try:
@@ -183,7 +186,15 @@ def _npz(path: Path) -> DataSet:
     if missing:
         raise DataError(f"{path} has no array {' or '.join(missing)}; it needs X (N,H,W[,C]) and y (N,), "
                         f"found {arrays.files}")
-    X, y = _npz_images(path, arrays["X"], "X"), np.asarray(arrays["y"])
+    from .lazy import npz_member_memmap
+
+    mapped = npz_member_memmap(path, "X")
+    if mapped is not None and mapped.dtype in (np.uint8, np.float32) and mapped.ndim in (3, 4):
+        # Uncompressed uint8/float32 images stay on disk; batches are read when needed.
+        X = mapped[:, None] if mapped.ndim == 3 else mapped.transpose(0, 3, 1, 2)
+    else:
+        X = _npz_images(path, arrays["X"], "X")
+    y = np.asarray(arrays["y"])
     if len(X) != len(y):
         raise DataError(f"{path}: X has {len(X)} images but y has {len(y)} labels; they must match")
     names = [str(c) for c in arrays["classes"]] if "classes" in arrays.files else None

@@ -12,18 +12,24 @@ from .sources import DataSet
 
 @dataclass
 class Splits:
-    """Index arrays into ``DataSet.X`` (and the test arrays).
+    """Index arrays into ``DataSet.X``.
 
+    The test set is ``test`` (ids held out of ``DataSet.X``), or, when the data
+    set has its own, ``test`` is None and the test images are ``DataSet.X_test``.
     ``pool`` excludes ``initial``; ``initial`` is ``n_start`` images per class
     drawn from what remains after the validation sets.
     """
 
-    X_test: np.ndarray
+    test: np.ndarray | None
     y_test: np.ndarray
     val1: np.ndarray
     val2: np.ndarray
     initial: np.ndarray
     pool: np.ndarray
+
+    def test_inputs(self, data: DataSet):
+        """What to give the model to score the test set: ids into ``data.X``, or the own test images."""
+        return data.X_test if self.test is None else self.test
 
     def sizes(self) -> dict[str, int]:
         return {"test": len(self.y_test), "val1": len(self.val1), "val2": len(self.val2),
@@ -58,10 +64,10 @@ def make_splits(data: DataSet, *, seed: int, n_start: int, test_size: float = 0.
     ids = np.arange(len(data.y))
     n = len(ids)
     if data.X_test is not None:
-        X_test, y_test = data.X_test, data.y_test
+        test, y_test = None, data.y_test
     else:
         test, ids = _stratified(ids, data.y, _count(test_size, n, "test_size"), seed, "the test set")
-        X_test, y_test = data.X[test], data.y[test]
+        y_test = data.y[test]
     val1, ids = _stratified(ids, data.y, _count(val1_size, n, "val1_size"), seed + 1, "validation set 1")
     val2, ids = _stratified(ids, data.y, _count(val2_size, n, "val2_size"), seed + 2, "validation set 2")
 
@@ -78,4 +84,4 @@ def make_splits(data: DataSet, *, seed: int, n_start: int, test_size: float = 0.
     initial = np.sort(np.concatenate([rng.choice(ids[data.y[ids] == c], n_start, replace=False)
                                       for c in range(data.n_classes)]))
     pool = np.setdiff1d(ids, initial)
-    return Splits(X_test, y_test, val1, val2, initial, pool)
+    return Splits(test, y_test, val1, val2, initial, pool)

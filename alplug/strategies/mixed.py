@@ -19,9 +19,12 @@ def prefiltered(first, second):
             from ..errors import UsageError
 
             raise UsageError(f"prefilter = {prefilter}, must be >= 1")
+        from .outputs import shared_model_outputs
+
         m = min(len(X_pool), prefilter * n_instances)
-        candidates, _ = first(learner, X_pool, m, random_state=random_state)
-        picked, scores = second(learner, X_pool[np.asarray(candidates)], n_instances, random_state=random_state)
+        with shared_model_outputs():  # the second strategy reuses the first one's pass where it can
+            candidates, _ = first(learner, X_pool, m, random_state=random_state)
+            picked, scores = second(learner, X_pool[np.asarray(candidates)], n_instances, random_state=random_state)
         return np.asarray(candidates)[np.asarray(picked)], scores
 
     combined.__name__ = f"{getattr(first, '__name__', 'first')}_then_{getattr(second, '__name__', 'second')}"

@@ -10,6 +10,9 @@ input features, flattened, are its embedding.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 
 from ..errors import AlplugError
@@ -28,9 +31,60 @@ def is_torch_net(estimator) -> bool:
     return hasattr(estimator, "module_") and hasattr(estimator, "get_iterator")
 
 
+# While a query runs inside ``shared_model_outputs()``, one backbone pass per
+# (model, pool) serves every strategy that asks: a combination such as
+# entropy+model-outlier then costs one pass, not three.
+_SHARED: contextvars.ContextVar[list | None] = contextvars.ContextVar("alplug_shared_outputs", default=None)
+
+
+@contextlib.contextmanager
+def shared_model_outputs():
+    """Share embeddings and probabilities between the strategies of one query (the model must not change)."""
+    if _SHARED.get() is not None:  # nested: the outer block already shares
+        yield
+        return
+    token = _SHARED.set([])
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _from_shared(est, X_pool):
+    """Cached (embeddings, probabilities) rows for ``X_pool`` if a pass over it (or its superset of ids) was made."""
+    from ..data.lazy import is_index_array
+
+    for owner, pool, emb, proba in _SHARED.get() or []:
+        if owner is not est:
+            continue
+        if pool is X_pool:
+            return emb, proba
+        if is_index_array(pool) and is_index_array(X_pool):  # a subset of the ids, e.g. a prefilter's candidates
+            order = np.argsort(pool, kind="stable")
+            pos = np.searchsorted(pool[order], X_pool)
+            pos = np.minimum(pos, len(pool) - 1)
+            if np.array_equal(pool[order][pos], X_pool):
+                rows = order[pos]
+                return emb[rows], proba[rows]
+    return None
+
+
 def predict_proba(learner, X_pool) -> np.ndarray:
     """Class probabilities, shape (N, C)."""
+    est = estimator_of(learner)
+    if _SHARED.get() is not None and hasattr(est, "embed_and_predict"):
+        return embeddings_and_proba(learner, X_pool)[1]
     return np.asarray(learner.predict_proba(X_pool))
+
+
+class SharedProbabilities:
+    """What modAL's utility functions see: a classifier whose ``predict_proba`` goes through the shared pass."""
+
+    def __init__(self, learner):
+        self.learner = learner
+
+    def predict_proba(self, X, **kwargs):
+        return predict_proba(self.learner, X)
 
 
 def embeddings(learner, X_pool) -> np.ndarray:
@@ -42,7 +96,14 @@ def embeddings_and_proba(learner, X_pool, need_proba: bool = True) -> tuple[np.n
     """Embeddings (N, D) and probabilities (N, C) from one pass over the pool where the model allows it."""
     est = estimator_of(learner)
     if hasattr(est, "embed_and_predict"):
-        return est.embed_and_predict(X_pool)
+        shared = _SHARED.get()
+        if shared is None:
+            return est.embed_and_predict(X_pool, need_proba=need_proba)
+        cached = _from_shared(est, X_pool)
+        if cached is None:
+            cached = est.embed_and_predict(X_pool)
+            shared.append((est, X_pool, *cached))
+        return cached
     if is_torch_net(est):
         raise StrategyError(f"this strategy needs embeddings, but {type(est.module_).__name__} has no embed() "
                             "method; build the net with alplug.estimators.make_estimator or add embed(x) "

@@ -205,9 +205,16 @@ def checked(fn, name: str, origin: str = "?"):
 
 def _check_pool_shape(learner, X_pool, where: str) -> None:
     """alplug's image nets take (N, C, H, W) with their channel count; say so instead of a torch traceback."""
-    module = getattr(getattr(learner, "estimator", learner), "module_", None)
+    estimator = getattr(learner, "estimator", learner)
+    module = getattr(estimator, "module_", None)
     channels = getattr(module, "in_channels", None)
     if channels is None:
+        return
+    from ..data.lazy import is_index_array
+
+    if getattr(estimator, "images", None) is not None and is_index_array(X_pool):
+        if len(X_pool) and (X_pool.min() < 0 or X_pool.max() >= len(estimator.images)):
+            raise UsageError(f"{where}: X_pool holds ids outside the {len(estimator.images)} images")
         return
     shape = np.shape(X_pool)
     if len(shape) != 4 or shape[1] != channels:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .outputs import SharedProbabilities
 from .selection import check_n_instances, pool_size, select
 
 
@@ -19,7 +20,7 @@ def least_confidence(learner, X_pool, n_instances: int = 1, *, random_state=None
     from modAL.uncertainty import classifier_uncertainty
 
     _checked("least-confidence", X_pool, n_instances)
-    return select(classifier_uncertainty(learner, X_pool), n_instances, largest=True,
+    return select(classifier_uncertainty(SharedProbabilities(learner), X_pool), n_instances, largest=True,
                   random_state=random_state, strategy="least-confidence")
 
 
@@ -28,7 +29,7 @@ def margin(learner, X_pool, n_instances: int = 1, *, random_state=None):
     from modAL.uncertainty import classifier_margin
 
     _checked("margin", X_pool, n_instances)
-    return select(classifier_margin(learner, X_pool), n_instances, largest=False,
+    return select(classifier_margin(SharedProbabilities(learner), X_pool), n_instances, largest=False,
                   random_state=random_state, strategy="margin")
 
 
@@ -37,7 +38,7 @@ def entropy(learner, X_pool, n_instances: int = 1, *, random_state=None):
     from modAL.uncertainty import classifier_entropy
 
     _checked("entropy", X_pool, n_instances)
-    return select(classifier_entropy(learner, X_pool), n_instances, largest=True,
+    return select(classifier_entropy(SharedProbabilities(learner), X_pool), n_instances, largest=True,
                   random_state=random_state, strategy="entropy")
 
 

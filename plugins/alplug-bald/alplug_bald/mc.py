@@ -24,12 +24,13 @@ def head_only_possible(module) -> bool:
     return all(id(m) in in_head for m in _dropout_layers(module))
 
 
-def mc_probabilities(learner, X_pool, T: int = 20, random_state=None, head_only: bool | None = None) -> np.ndarray:
-    """Class probabilities of ``T`` stochastic passes, shape (N, C, T): MC samples last, as baal's heuristics take.
+def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool | None = None):
+    """Yield class probabilities of ``T`` stochastic passes for each pool batch, shape (batch, C, T).
 
     Dropout is made always-on with baal's ``patch_module`` on a copy, so the
     learner's own model is left as it was. With ``head_only`` (default: when
-    possible) the backbone runs once per batch and the patched head T times.
+    possible) the backbone runs once per batch and the patched head T times,
+    which draws exactly the dropout masks T full passes would draw.
     """
     import torch
     from baal.bayesian.dropout import patch_module
@@ -49,16 +50,31 @@ def mc_probabilities(learner, X_pool, T: int = 20, random_state=None, head_only:
     stochastic = patch_module(module.head if head_only else module, inplace=False).eval()
     device = torch.device(est.device)
     devices = [device.index or 0] if device.type == "cuda" else []
-    out = []
     try:
         with torch.random.fork_rng(devices=devices), torch.inference_mode(), est.autocast():
             if random_state is not None:
                 torch.manual_seed(int(random_state))
             for Xi, _ in est.get_iterator(est.get_dataset(X_pool), training=False):
-                x = Xi.to(device)
+                x = Xi.to(device, non_blocking=True)
                 inputs = module.features(x) if head_only else x
                 logits = torch.stack([stochastic(inputs) for _ in range(T)], dim=-1)  # [batch, C, T]
-                out.append(torch.softmax(logits.float(), dim=1).cpu())
+                yield torch.softmax(logits.float(), dim=1).cpu().numpy()
     finally:
         module.train(was_training)
-    return torch.cat(out).numpy()
+
+
+def mc_probabilities(learner, X_pool, T: int = 20, random_state=None, head_only: bool | None = None) -> np.ndarray:
+    """All MC-dropout probabilities, shape (N, C, T): MC samples last, as baal's heuristics take.
+
+    Memory O(N x C x T): for large pools use ``mc_scores``, which reduces each batch as it comes.
+    """
+    return np.concatenate(list(mc_batches(learner, X_pool, T, random_state, head_only)))
+
+
+def mc_scores(learner, X_pool, score, T: int = 20, random_state=None) -> np.ndarray:
+    """``score`` (a function of a (batch, C, T) array returning (batch,) scores) over the pool, batch by batch.
+
+    Memory O(N) for the scores plus one batch of MC samples, whatever the pool size.
+    """
+    parts = [np.asarray(score(batch), dtype=np.float64) for batch in mc_batches(learner, X_pool, T, random_state)]
+    return np.concatenate(parts) if parts else np.zeros(0)

@@ -7,15 +7,24 @@ from alplug.strategies.outputs import embeddings, embeddings_and_proba, labeled_
 from alplug.strategies.selection import check_n_instances, pool_size, select
 
 
+# Above this pool size k-means runs on mini-batches (scikit-learn's MiniBatchKMeans): the
+# same objective, memory independent of N per step, at a small cost in cluster quality.
+MINIBATCH_ABOVE = 20_000
+
+
 def kmeans_boundary(learner, X_pool, n_instances: int = 1, *, random_state=None, n_clusters: int = 12):
     """k-means boundary: distance to the 2nd-closest centroid minus distance to the closest; smallest first."""
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans, MiniBatchKMeans
 
     n = pool_size(X_pool)
     check_n_instances(n_instances, n, "kmeans-boundary")
     emb = embeddings(learner, X_pool)  # [N, D]
     k = max(2, min(n_clusters, n))
-    distances = KMeans(n_clusters=k, n_init="auto", random_state=random_state).fit_transform(emb)  # [N, k]
+    if n > MINIBATCH_ABOVE:
+        kmeans = MiniBatchKMeans(n_clusters=k, n_init="auto", batch_size=4096, random_state=random_state)
+    else:
+        kmeans = KMeans(n_clusters=k, n_init="auto", random_state=random_state)
+    distances = kmeans.fit(emb).transform(emb)  # [N, k]
     two = np.sort(distances, axis=1)[:, :2]
     return select(two[:, 1] - two[:, 0], n_instances, largest=False, random_state=random_state,
                   strategy="kmeans-boundary")
@@ -57,12 +66,26 @@ def coreset(learner, X_pool, n_instances: int = 1, *, random_state=None):
     return np.asarray(chosen, dtype=np.intp), np.asarray(scores)
 
 
-def badge(learner, X_pool, n_instances: int = 1, *, random_state=None):
-    """BADGE: k-means++ seeding on last-layer gradient embeddings at the predicted label (Ash et al. 2020)."""
+def badge(learner, X_pool, n_instances: int = 1, *, random_state=None, candidates: int = 20_000):
+    """BADGE: k-means++ seeding on last-layer gradient embeddings at the predicted label (Ash et al. 2020).
+
+    Gradient embeddings take N x C x D floats; pools larger than ``candidates``
+    are first thinned to a seeded uniform sample of that size (the paper seeds
+    on the whole pool; uniform thinning keeps k-means++'s D^2 sampling unbiased
+    over the sample).
+    """
     from sklearn.cluster import kmeans_plusplus
 
     n = pool_size(X_pool)
     check_n_instances(n_instances, n, "badge")
+    if candidates < n_instances:
+        from alplug.errors import UsageError
+
+        raise UsageError(f"badge: candidates = {candidates}, must be >= n_instances = {n_instances}")
+    if n > candidates:
+        keep = np.sort(np.random.default_rng(random_state).choice(n, size=candidates, replace=False))
+        idx, scores = badge(learner, X_pool[keep], n_instances, random_state=random_state, candidates=candidates)
+        return keep[idx].astype(np.intp), scores
     emb, proba = embeddings_and_proba(learner, X_pool)  # [N, D], [N, C]
     # Gradient of the cross-entropy at the predicted label w.r.t. the last linear layer's weights.
     residual = proba.copy()
