@@ -69,11 +69,22 @@ def _from_shared(est, X_pool):
     return None
 
 
+# Probabilities alone are N x C floats; sharing them means keeping the N x D
+# embeddings of the same pass too. Above this size a probability-only query
+# keeps memory flat instead (it cannot share with an embedding strategy then).
+SHARED_EMBEDDING_BUDGET = 256 * 2**20  # bytes
+
+
 def predict_proba(learner, X_pool) -> np.ndarray:
     """Class probabilities, shape (N, C)."""
     est = estimator_of(learner)
     if _SHARED.get() is not None and hasattr(est, "embed_and_predict"):
-        return embeddings_and_proba(learner, X_pool)[1]
+        cached = _from_shared(est, X_pool)
+        if cached is not None:
+            return cached[1]
+        dim = getattr(getattr(est, "module_", None), "embedding_dim", 0)
+        if len(X_pool) * dim * 4 <= SHARED_EMBEDDING_BUDGET:
+            return embeddings_and_proba(learner, X_pool)[1]
     return np.asarray(learner.predict_proba(X_pool))
 
 

@@ -66,38 +66,41 @@ def coreset(learner, X_pool, n_instances: int = 1, *, random_state=None):
     return np.asarray(chosen, dtype=np.intp), np.asarray(scores)
 
 
-def badge(learner, X_pool, n_instances: int = 1, *, random_state=None, candidates: int = 20_000):
-    """BADGE: k-means++ seeding on last-layer gradient embeddings at the predicted label (Ash et al. 2020).
-
-    Gradient embeddings take N x C x D floats; pools larger than ``candidates``
-    are first thinned to a seeded uniform sample of that size (the paper seeds
-    on the whole pool; uniform thinning keeps k-means++'s D^2 sampling unbiased
-    over the sample).
-    """
-    from sklearn.cluster import kmeans_plusplus
-
+def badge(learner, X_pool, n_instances: int = 1, *, random_state=None):
+    """BADGE: k-means++ seeding on last-layer gradient embeddings at the predicted label (Ash et al. 2020)."""
     n = pool_size(X_pool)
     check_n_instances(n_instances, n, "badge")
-    if candidates < n_instances:
-        from alplug.errors import UsageError
-
-        raise UsageError(f"badge: candidates = {candidates}, must be >= n_instances = {n_instances}")
-    if n > candidates:
-        keep = np.sort(np.random.default_rng(random_state).choice(n, size=candidates, replace=False))
-        idx, scores = badge(learner, X_pool[keep], n_instances, random_state=random_state, candidates=candidates)
-        return keep[idx].astype(np.intp), scores
     emb, proba = embeddings_and_proba(learner, X_pool)  # [N, D], [N, C]
-    # Gradient of the cross-entropy at the predicted label w.r.t. the last linear layer's weights.
-    residual = proba.copy()
-    residual[np.arange(n), proba.argmax(axis=1)] -= 1.0  # p - onehot(y_hat), [N, C]
-    grads = (residual[:, :, None] * emb[:, None, :]).reshape(n, -1).astype(np.float32)  # [N, C*D]
-    norms = np.linalg.norm(grads, axis=1)
-    _, idx = kmeans_plusplus(grads, n_clusters=n_instances, random_state=random_state)
-    idx = list(dict.fromkeys(int(i) for i in idx))
-    if len(idx) < n_instances:
-        # k-means++ can pick one point twice when the rest are exact duplicates (zero distance);
-        # fill with the largest gradients not yet taken.
-        taken = set(idx)
-        idx += [int(i) for i in np.argsort(-norms, kind="stable") if int(i) not in taken][:n_instances - len(idx)]
-    idx = np.asarray(idx, dtype=np.intp)
-    return idx, norms[idx].astype(np.float64)
+    # Gradient of the cross-entropy at the predicted label w.r.t. the last linear layer: r ⊗ h.
+    r = proba.astype(np.float64)
+    r[np.arange(n), proba.argmax(axis=1)] -= 1.0  # p - onehot(y_hat), [N, C]
+    h = emb.astype(np.float64)  # [N, D]
+    idx = _kmeans_pp_on_outer_products(r, h, n_instances, np.random.default_rng(random_state))
+    norms = np.linalg.norm(r, axis=1) * np.linalg.norm(h, axis=1)
+    return idx, norms[idx]
+
+
+def _kmeans_pp_on_outer_products(r: np.ndarray, h: np.ndarray, k: int, rng) -> np.ndarray:
+    """k-means++ seeding (D^2 sampling) on the points g_i = r_i ⊗ h_i, without forming them.
+
+    ||g_i - g_j||^2 = |r_i|^2 |h_i|^2 + |r_j|^2 |h_j|^2 - 2 (r_i . r_j)(h_i . h_j), so each step costs
+    O(N (C + D)) instead of O(N C D), and memory stays O(N (C + D)). scikit-learn's
+    ``kmeans_plusplus`` needs the N x C*D matrix. As in BADGE's reference code, the
+    first center is the largest gradient and the rest are D^2-sampled.
+    """
+    sq = (r * r).sum(axis=1) * (h * h).sum(axis=1)  # |g_i|^2, [N]
+    first = int(np.argmax(sq))
+    chosen = [first]
+    d2 = np.maximum(sq + sq[first] - 2.0 * (r @ r[first]) * (h @ h[first]), 0.0)
+    d2[first] = 0.0
+    while len(chosen) < k:
+        total = d2.sum()
+        if total <= 0:  # the rest duplicate chosen points: take the largest remaining gradients
+            rest = [int(i) for i in np.argsort(-sq, kind="stable") if int(i) not in set(chosen)]
+            chosen += rest[:k - len(chosen)]
+            break
+        pick = int(rng.choice(len(d2), p=d2 / total))
+        chosen.append(pick)
+        d2 = np.minimum(d2, np.maximum(sq + sq[pick] - 2.0 * (r @ r[pick]) * (h @ h[pick]), 0.0))
+        d2[pick] = 0.0
+    return np.asarray(chosen, dtype=np.intp)

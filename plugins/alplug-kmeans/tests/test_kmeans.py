@@ -45,3 +45,21 @@ def test_badge_prefers_large_gradients_and_spreads_out():
 def test_conformance():
     for fn in (kmeans_boundary, coreset, badge):
         check_query_strategy(fn)
+
+
+def test_factorised_distances_equal_explicit_gradient_embeddings():
+    from alplug_kmeans.strategies import _kmeans_pp_on_outer_products
+
+    rng = np.random.default_rng(0)
+    r, h = rng.normal(size=(40, 3)), rng.normal(size=(40, 5))
+    g = (r[:, :, None] * h[:, None, :]).reshape(40, -1)
+    picks = _kmeans_pp_on_outer_products(r, h, 6, np.random.default_rng(1))
+    # Re-run D^2 sampling with explicit vectors and the same random draws: same picks.
+    chosen = [int(np.argmax((g * g).sum(1)))]
+    d2 = ((g - g[chosen[0]]) ** 2).sum(1)
+    draw = np.random.default_rng(1)
+    while len(chosen) < 6:
+        pick = int(draw.choice(40, p=d2 / d2.sum()))
+        chosen.append(pick)
+        d2 = np.minimum(d2, ((g - g[pick]) ** 2).sum(1))
+    assert picks.tolist() == chosen

@@ -1,0 +1,314 @@
+"""How much does alplug's query step cost? Every figure is a ratio against a baseline measured in this run.
+
+    uv run python benchmarks/query_benchmark.py            # everything (about 8 minutes on a 2-core CPU)
+    uv run python benchmarks/query_benchmark.py --only 1,2
+
+1. every registered strategy: query time / one deterministic predict_proba over the same pool
+   (ResNet-18 with a dropout head, 10,000 digits-derived 32x32 images, n_instances = 50)
+2. BALD, T = 20: alplug / the same query done the way baal does it (MCDropoutModule, full-model passes),
+   and the rank agreement of the two score vectors next to that of two independent baal-style draws
+3. one active-learning round through alplug's loop / the same round written by hand with modAL + skorch
+4. peak resident memory while querying a 1,000,000-image memory-mapped pool with margin and with BALD
+5. on a CUDA machine only: pool-scoring images per second, and that as a fraction of the FLOP-bound ideal
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+N_INSTANCES = 50
+
+
+def timed(fn, repeat=1):
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def digits_pool(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` distinct size x size images made from scikit-learn's digits: upsampled, shifted by up to 2 px, noised."""
+    import torch
+    import torch.nn.functional as F
+
+    from alplug.data import load_dataset
+
+    d = load_dataset("digits")
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(d.y), n)
+    big = F.interpolate(torch.as_tensor(d.X[pick]).float(), size=(size, size), mode="bilinear").numpy()
+    shifts = rng.integers(-2, 3, size=(n, 2))
+    out = np.empty_like(big)
+    for i, (dy, dx) in enumerate(shifts):
+        out[i] = np.roll(big[i], (dy, dx), axis=(-2, -1))
+    out += rng.normal(0, 6, out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8), d.y[pick]
+
+
+def trained_learner(images, y, labeled=200, epochs=5, dropout=0.3, image_size=None):
+    import torch
+
+    from alplug.estimators import make_estimator
+    from alplug.modal_compat import active_learner_class
+    from alplug.strategies.baseline import random_sampling
+
+    torch.manual_seed(0)
+    net = make_estimator("resnet18", in_channels=1, num_classes=10, dropout=dropout, epochs=epochs,
+                         images=images, image_size=image_size)
+    ids = np.arange(labeled)
+    learner = active_learner_class()(net, random_sampling, X_training=ids, y_training=y[ids])
+    return learner
+
+
+def figure_1(learner, pool):
+    """Query time of every strategy / one predict_proba over the pool."""
+    from alplug.strategies import available_strategies, resolve_query
+    from alplug.strategies.outputs import shared_model_outputs
+
+    net = learner.estimator
+    base, _ = timed(lambda: net.predict_proba(pool), repeat=2)
+    print(f"\n[1] pool {len(pool)} images 32x32, ResNet-18 (dropout head 0.3), n_instances={N_INSTANCES}")
+    print(f"    baseline: predict_proba over the pool {base:.2f} s ({len(pool) / base:.0f} images/s)")
+    rows = {}
+    for name in available_strategies():
+        strategy = resolve_query(name)
+        learner.query_strategy = strategy
+        learner.query(pool[:120], n_instances=2, random_state=0)  # imports (baal, hdbscan) are not query cost
+
+        def query():
+            with shared_model_outputs():  # as alplug's loop queries
+                return learner.query(pool, n_instances=N_INSTANCES, random_state=0)
+
+        repeat = 2 if name in ("random", "least-confidence", "margin", "entropy", "ratio") else 1
+        seconds, _ = timed(query, repeat=repeat)
+        rows[name] = {"seconds": seconds, "ratio": seconds / base}
+        print(f"    {name:<20} {seconds:7.2f} s   x{seconds / base:5.2f}")
+    return {"baseline_seconds": base, "pool": len(pool), "strategies": rows}
+
+
+def baal_style_bald(net, pool, T, seed):
+    """BALD the way baal's documentation does it: MCDropoutModule, T full forward passes, then BALD."""
+    import copy
+
+    import torch
+    from baal.active.heuristics import BALD
+    from baal.bayesian.dropout import MCDropoutModule
+
+    model = MCDropoutModule(copy.deepcopy(net.module_)).eval()
+    out = []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for Xi, _ in net.get_iterator(net.get_dataset(pool), training=False):
+            out.append(torch.stack([torch.softmax(model(Xi), 1) for _ in range(T)], dim=-1))
+    probs = torch.cat(out).numpy()  # [N, C, T]
+    return BALD().get_uncertainties(probs)
+
+
+def figure_2(learner, pool, T=20):
+    from scipy.stats import spearmanr
+
+    from alplug_bald import mc_scores
+    from alplug_bald.strategies import _bald_scores
+
+    net = learner.estimator
+    ours_s, ours = timed(lambda: mc_scores(net, pool, _bald_scores, T=T, random_state=1))
+    baal_s, baal_a = timed(lambda: baal_style_bald(net, pool, T, seed=2))
+    baal_b = baal_style_bald(net, pool, T, seed=3)
+    agree = spearmanr(ours, baal_a).statistic
+    between_draws = spearmanr(baal_a, baal_b).statistic
+    print(f"\n[2] BALD, T={T}, pool {len(pool)} images 32x32, ResNet-18 with dropout head")
+    print(f"    baal-style (MCDropoutModule, {T} full passes) {baal_s:.2f} s; alplug (head-only, streamed) "
+          f"{ours_s:.2f} s: alplug / baal = x{ours_s / baal_s:.3f} ({baal_s / ours_s:.1f} times faster)")
+    print(f"    rank agreement (Spearman) alplug vs baal-style {agree:.3f}; two baal-style draws {between_draws:.3f}")
+    return {"pool": len(pool), "T": T, "alplug_seconds": ours_s, "baal_seconds": baal_s,
+            "ratio": ours_s / baal_s, "speedup": baal_s / ours_s, "spearman_alplug_vs_baal": agree,
+            "spearman_baal_vs_baal": between_draws}
+
+
+def figure_3(repeat=2):
+    """One round (initial fit, query 50, teach, score) through alplug's loop vs written by hand."""
+    import torch
+
+    from alplug.config import RunConfig
+    from alplug.data import load_dataset, make_splits
+    from alplug.estimators import make_estimator
+    from alplug.loop import ActiveLearningRun, round_seed
+    from alplug.modal_compat import active_learner_class
+    from alplug.rundir import RunDirectory
+    from alplug.strategies.uncertainty import margin
+
+    config = RunConfig(query="margin", rounds=1)  # the README's defaults, one query round
+
+    def through_alplug():
+        with tempfile.TemporaryDirectory() as tmp:
+            job = ActiveLearningRun(config, echo=lambda *_: None)
+            job.run(RunDirectory.create(Path(tmp) / "run", config))
+
+    def by_hand():
+        data = load_dataset("digits")
+        s = make_splits(data, seed=0, n_start=config.n_start)
+        X, y = data.X, data.y
+        net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=config.epochs,
+                             valid_data=(X[s.val1], y[s.val1]))
+        torch.manual_seed(round_seed(0, 0))
+        learner = active_learner_class()(net, margin, X_training=X[s.initial], y_training=y[s.initial])
+        scores = [learner.score(X[s.val2], y[s.val2])]
+        idx, _ = learner.query(X[s.pool], n_instances=config.per_round, random_state=round_seed(0, 1))
+        torch.manual_seed(round_seed(0, 1))
+        learner.teach(X[s.pool[idx]], y[s.pool[idx]])
+        scores += [learner.score(X[s.val1], y[s.val1]), learner.score(X[s.val2], y[s.val2])]
+        return learner.score(X[s.test], y[s.test]), scores
+
+    times = {"alplug": [], "hand": []}
+    for _ in range(repeat):  # alternate, so drift in machine speed hits both
+        times["hand"].append(timed(by_hand)[0])
+        times["alplug"].append(timed(through_alplug)[0])
+    a, h = min(times["alplug"]), min(times["hand"])
+    print(f"\n[3] one round on digits (ResNet-18, {config.epochs} epochs, {config.n_start}/class + "
+          f"{config.per_round} queried, margin)")
+    print(f"    by hand with modAL + skorch {h:.2f} s; through alplug (with run directory, checkpoints, "
+          f"history, plot) {a:.2f} s: x{a / h:.3f}")
+    return {"alplug_seconds": a, "hand_seconds": h, "ratio": a / h}
+
+
+MEMORY_CHILD = r"""
+import json, resource, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+from benchmarks.query_benchmark import trained_learner
+from alplug.strategies import resolve_query
+from alplug.strategies.outputs import shared_model_outputs
+
+def rss_gib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+images = np.load(sys.argv[1], mmap_mode="r")
+y = np.arange(len(images)) % 10
+learner = trained_learner(images, y, labeled=200, epochs=1, image_size=8)
+options = {"T": 20} if sys.argv[2] == "bald" else {}
+learner.query_strategy = resolve_query(sys.argv[2], options)
+pool = np.arange(200, len(images))
+before = rss_gib()
+t0 = time.perf_counter()
+with shared_model_outputs():
+    idx, _ = learner.query(pool, n_instances=50, random_state=0)
+print(json.dumps({"before_gib": before, "peak_gib": rss_gib(), "seconds": time.perf_counter() - t0}))
+"""
+
+
+def figure_4(n=1_000_000):
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pool.npy"
+        images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, 1, 32, 32))
+        rng = np.random.default_rng(0)
+        for start in range(0, n, 100_000):
+            images[start:start + 100_000] = rng.integers(0, 256, (min(100_000, n - start), 1, 32, 32), dtype=np.uint8)
+        images.flush()
+        del images
+        in_ram = n * 32 * 32 * 4 / 2**30
+        print(f"\n[4] peak resident memory, {n:,}-image pool of 32x32 images, memory-mapped uint8 on disk "
+              f"({n * 1024 / 2**30:.2f} GiB; {in_ram:.2f} GiB as float32 in RAM); ResNet-18 at 8 px to keep the "
+              f"CPU time short (memory does not depend on it)")
+        out = {}
+        for name in ("margin", "bald"):
+            child = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(path), name, str(root)],
+                                   capture_output=True, text=True, timeout=900)
+            if child.returncode != 0:
+                raise RuntimeError(child.stderr[-2000:])
+            r = json.loads(child.stdout.strip().splitlines()[-1])
+            out[name] = r
+            print(f"    {name:<8} peak {r['peak_gib']:.2f} GiB (process before the query {r['before_gib']:.2f} GiB, "
+                  f"x{r['peak_gib'] / r['before_gib']:.2f}; pool as float32 would be {in_ram:.2f} GiB); "
+                  f"query {r['seconds']:.0f} s")
+    return out
+
+
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets.
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+
+
+def figure_5():
+    import torch
+
+    if not torch.cuda.is_available():
+        print("\n[5] no CUDA device on this machine: GPU throughput not measured")
+        return None
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from alplug.estimators import make_estimator
+
+    name = torch.cuda.get_device_name()
+    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+    print(f"\n[5] {name}, bf16 autocast, channels-last, eval batch 1024")
+    out = {"device": name, "dtype": "bfloat16", "rows": []}
+    for arch in ("resnet18", "squeezenet1_1"):
+        for size in (32, 224):
+            n = 200_000 if size == 32 else 20_000
+            images = np.random.default_rng(0).integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+            net = make_estimator(arch, in_channels=3, num_classes=10, image_size=size, images=images,
+                                 eval_batch_size=1024, device="cuda")
+            net.initialize()
+            with FlopCounterMode(display=False) as counter:
+                with torch.no_grad():
+                    net.module_.eval()(torch.zeros(1, 3, size, size, device="cuda"))
+            flops = counter.get_total_flops()
+            net.predict_proba(np.arange(4096))  # warm-up: cuDNN autotuning, allocator
+            torch.cuda.synchronize()
+            seconds, _ = timed(lambda: net.predict_proba(np.arange(n)))
+            rate = n / seconds
+            ideal = peak / flops if peak else None
+            row = {"model": arch, "size": size, "images_per_s": rate, "flops_per_image": flops,
+                   "fraction_of_ideal": rate / ideal if ideal else None}
+            out["rows"].append(row)
+            frac = f"{row['fraction_of_ideal']:.1%} of the FLOP-bound ideal" if ideal else "peak unknown"
+            print(f"    {arch:<14} {size:>3} px {rate:12,.0f} images/s  ({flops / 1e9:.2f} GFLOP/image; {frac})")
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated figures to run")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args()
+    wanted = {int(x) for x in args.only.split(",")}
+    import torch
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, CUDA {torch.cuda.is_available()}")
+    results = {}
+    t0 = time.perf_counter()
+    if wanted & {1, 2}:
+        images, y = digits_pool(10_200)
+        learner = trained_learner(images, y)
+        pool = np.arange(200, len(images))
+        if 1 in wanted:
+            results["1"] = figure_1(learner, pool)
+        if 2 in wanted:
+            results["2"] = figure_2(learner, pool[:2000])
+    if 3 in wanted:
+        results["3"] = figure_3()
+    if 4 in wanted:
+        results["4"] = figure_4()
+    if 5 in wanted:
+        results["5"] = figure_5()
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
