@@ -115,7 +115,10 @@ class ActiveLearningRun:
         }
 
     def _save_checkpoint(self, prefix):
-        self.estimator.save_params(f_params=f"{prefix}.params.pt", f_optimizer=f"{prefix}.optimizer.pt")
+        # A cold start rebuilds the optimizer at every fit; only --warm-start carries
+        # its state (Adam's moments: twice the model's size) into the next round.
+        optimizer = f"{prefix}.optimizer.pt" if self.config.warm_start else None
+        self.estimator.save_params(f_params=f"{prefix}.params.pt", f_optimizer=optimizer)
 
     def _commit(self, state: dict, row: dict) -> None:
         best = state["best_val2"]
@@ -162,7 +165,8 @@ class ActiveLearningRun:
             labeled = self._labeled_ids(state)
             self.estimator.initialize()
             prefix = self.run_dir.checkpoint_prefix(state)
-            self.estimator.load_params(f_params=f"{prefix}.params.pt", f_optimizer=f"{prefix}.optimizer.pt")
+            optimizer = f"{prefix}.optimizer.pt" if cfg.warm_start else None
+            self.estimator.load_params(f_params=f"{prefix}.params.pt", f_optimizer=optimizer)
             learner = ActiveLearner(self.estimator, self.strategy)
             learner.X_training, learner.y_training = labeled, self.oracle.reveal(labeled)
             self.echo(f"resuming after round {state['round']} ({state['labels']} labels)")

@@ -3,6 +3,7 @@
     uv run python benchmarks/query_benchmark.py            # everything (about 8 minutes on a 2-core CPU)
     uv run python benchmarks/query_benchmark.py --only 1,2
 
+0. `alplug --help` start-up / a bare Python start-up
 1. every registered strategy: query time / one deterministic predict_proba over the same pool
    (ResNet-18 with a dropout head, 10,000 digits-derived 32x32 images, n_instances = 50)
 2. BALD, T = 20: alplug / the same query done the way baal does it (MCDropoutModule, full-model passes),
@@ -71,6 +72,18 @@ def trained_learner(images, y, labeled=200, epochs=5, dropout=0.3, image_size=No
     ids = np.arange(labeled)
     learner = active_learner_class()(net, random_sampling, X_training=ids, y_training=y[ids])
     return learner
+
+
+def figure_0():
+    """`alplug --help` start-up / a bare Python start-up."""
+    alplug = [sys.executable, "-c", "from alplug.cli import main; import sys; sys.argv = ['alplug', '--help']; main()"]
+    bare = [sys.executable, "-c", "pass"]
+    run = lambda cmd: subprocess.run(cmd, capture_output=True, check=False)  # noqa: E731
+    cli, _ = timed(lambda: run(alplug), repeat=5)
+    python, _ = timed(lambda: run(bare), repeat=5)
+    print(f"\n[0] `alplug --help` {cli:.3f} s; bare Python start-up {python:.3f} s: x{cli / python:.1f} "
+          f"(torch, skorch, modAL and baal are imported only by the commands that need them)")
+    return {"help_seconds": cli, "python_seconds": python, "ratio": cli / python}
 
 
 def figure_1(learner, pool):
@@ -193,6 +206,11 @@ from alplug.strategies import resolve_query
 from alplug.strategies.outputs import shared_model_outputs
 
 def rss_gib():
+    # VmHWM: this process's peak resident set. ru_maxrss would be wrong here: Linux carries
+    # it across fork+exec, so the child would report the benchmark parent's peak.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 images = np.load(sys.argv[1], mmap_mode="r")
@@ -281,9 +299,10 @@ def figure_5():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated figures to run")
+    parser.add_argument("--only", default="0,1,2,3,4,5", help="comma-separated figures to run")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up in logs as it happens
     wanted = {int(x) for x in args.only.split(",")}
     import torch
 
@@ -291,6 +310,8 @@ def main():
           f"{torch.__version__}, {torch.get_num_threads()} threads, CUDA {torch.cuda.is_available()}")
     results = {}
     t0 = time.perf_counter()
+    if 0 in wanted:
+        results["0"] = figure_0()
     if wanted & {1, 2}:
         images, y = digits_pool(10_200)
         learner = trained_learner(images, y)

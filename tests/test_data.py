@@ -134,3 +134,16 @@ def test_missing_npz_and_unknown_name():
         load_dataset("npz:/no/such/file.npz")
     with pytest.raises(UnknownNameError, match="did you mean 'mnist'"):
         load_dataset("mnsit")
+
+
+def test_large_image_folders_are_read_lazily_with_the_same_pixels(tmp_path, rng, monkeypatch):
+    from alplug.data import sources
+
+    root = write_image_folder(tmp_path / "imgs", rng)
+    eager = load_dataset(f"folder:{root}", image_size=24)
+    monkeypatch.setattr(sources, "FOLDER_IN_MEMORY_BYTES", 100)  # pretend the folder is too large for memory
+    lazy = load_dataset(f"folder:{root}", image_size=24)
+    assert isinstance(lazy.X, sources.FolderImages) and lazy.X.shape == eager.X.shape
+    np.testing.assert_array_equal(lazy.X[[3, 0, 17]], eager.X[[3, 0, 17]])
+    np.testing.assert_array_equal(lazy.X[5], eager.X[5])
+    assert len(lazy.skipped) == 1 and lazy.y.tolist() == eager.y.tolist()

@@ -127,13 +127,51 @@ def _torchvision_arrays(name: str, ds) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(data, dtype=np.uint8), labels.astype(np.int64)
 
 
+# Image folders whose decoded images fit this budget are decoded once and kept in
+# memory (fast epochs); larger ones are read from disk batch by batch.
+FOLDER_IN_MEMORY_BYTES = 512 * 2**20
+
+
+def _fit_image(im, size: int, colour: bool):
+    from PIL import ImageOps
+
+    im = im.convert("RGB" if colour else "L")
+    return np.asarray(ImageOps.fit(im, (size, size)))  # shorter side to size, centre crop
+
+
+class FolderImages:
+    """Images of an image folder as a lazily read (N, C, size, size) uint8 array."""
+
+    def __init__(self, paths: list[str], size: int, colour: bool):
+        self.paths, self.size, self.colour = paths, size, colour
+        self.shape = (len(paths), 3 if colour else 1, size, size)
+        self.dtype, self.ndim = np.dtype(np.uint8), 4
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _read(self, i: int) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            a = _fit_image(im, self.size, self.colour)
+        return a.transpose(2, 0, 1) if self.colour else a[None]
+
+    def __getitem__(self, index):
+        if np.ndim(index) == 0:
+            return self._read(int(index))
+        ids = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        return np.stack([self._read(int(i)) for i in ids]) if len(ids) else np.zeros((0,) + self.shape[1:], np.uint8)
+
+
 def _folder(root: Path, size: int) -> DataSet:
     """One sub-folder per class; every image is made ``size``x``size`` (shorter side, centre crop).
 
     torchvision's ``ImageFolder`` finds the files, but fails the whole run on one
-    unreadable image and keeps sizes mixed; we read each file ourselves.
+    unreadable image and keeps sizes mixed; we read each file ourselves. Every
+    file is decoded once here so unreadable ones are skipped before training.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     if not root.is_dir():
@@ -146,29 +184,28 @@ def _folder(root: Path, size: int) -> DataSet:
         raise DataError(f"image folder {root} has {len(classes)} class sub-folder(s); it needs at least two "
                         "(one sub-folder of images per class)")
     samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
-    images, labels, skipped = [], [], []
+    paths, labels, modes, skipped = [], [], [], []
     for path, label in samples:
         try:
             with Image.open(path) as im:
-                im.load()
-                images.append(ImageOps.fit(im.convert("RGB") if im.mode not in ("L", "RGB") else im,
-                                           (size, size)))
-                labels.append(label)
+                im.load()  # a full decode: truncated and corrupt files fail here, not mid-training
+                modes.append(im.mode)
+            paths.append(path)
+            labels.append(label)
         except Exception as exc:  # truncated, corrupt, unsupported: report and go on
             skipped.append((path, f"{type(exc).__name__}: {exc}"))
     for path, reason in skipped:
         print(f"alplug: skipped unreadable image {path} ({reason})", file=sys.stderr)
-    if not images:
+    if not paths:
         raise DataError(f"no readable images in {root}")
-    colour = any(im.mode == "RGB" for im in images)
-    arrays = [np.asarray(im.convert("RGB") if colour else im) for im in images]
-    X = np.stack(arrays)
-    X = X.transpose(0, 3, 1, 2) if colour else X[:, None]
     y = np.asarray(labels, dtype=np.int64)
-    counts = np.bincount(y, minlength=len(classes))
-    if (counts > 0).sum() < 2:
+    if (np.bincount(y, minlength=len(classes)) > 0).sum() < 2:
         raise DataError(f"image folder {root} has readable images in fewer than two classes")
-    return DataSet(f"folder:{root}", np.ascontiguousarray(X), y, list(classes), skipped=skipped)
+    colour = any(m not in ("L", "1", "I", "I;16", "F") for m in modes)
+    X = FolderImages(paths, size, colour)
+    if len(paths) * (3 if colour else 1) * size * size <= FOLDER_IN_MEMORY_BYTES:
+        X = X[np.arange(len(paths))]
+    return DataSet(f"folder:{root}", X, y, list(classes), skipped=skipped)
 
 
 def _npz(path: Path) -> DataSet:

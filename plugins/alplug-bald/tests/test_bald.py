@@ -22,27 +22,43 @@ def digits_net():
     return net, data.X[200:300]
 
 
-def baal_style_probabilities(net, X, T, seed):
-    """What baal users write: MCDropoutModule over the whole model, T full forward passes per batch."""
-    from baal.bayesian.dropout import MCDropoutModule
-
-    model = MCDropoutModule(copy.deepcopy(net.module_)).eval()
+def full_model_probabilities(net, X, T, seed, stochastic):
+    """T full forward passes of ``stochastic`` (a copy of the whole model with dropout kept on) per batch."""
     out = []
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for Xi, _ in net.get_iterator(net.get_dataset(X), training=False):
-            out.append(torch.stack([torch.softmax(model(Xi), 1) for _ in range(T)], dim=-1))
+            out.append(torch.stack([torch.softmax(stochastic(Xi), 1) for _ in range(T)], dim=-1))
     return torch.cat(out).numpy()  # [N, C, T]
 
 
+def baal_style_probabilities(net, X, T, seed):
+    """What baal users write: MCDropoutModule over the whole model, T full forward passes per batch."""
+    from baal.bayesian.dropout import MCDropoutModule
+
+    return full_model_probabilities(net, X, T, seed, MCDropoutModule(copy.deepcopy(net.module_)).eval())
+
+
 def test_head_only_mc_equals_full_model_mc_for_the_same_seed(digits_net):
+    from alplug_bald.mc import stochastic_copy
+
     net, X = digits_net
     ours = mc_probabilities(net, X, T=8, random_state=3)
-    theirs = baal_style_probabilities(net, X, T=8, seed=3)
+    full = full_model_probabilities(net, X, T=8, seed=3, stochastic=stochastic_copy(net.module_))
     assert ours.shape == (100, 10, 8)
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)  # same dropout masks, same probabilities
+    np.testing.assert_allclose(ours, full, atol=1e-5)  # same dropout masks, same probabilities
     forced_full = mc_probabilities(net, X, T=8, random_state=3, head_only=False)
-    np.testing.assert_allclose(forced_full, theirs, atol=1e-5)
+    np.testing.assert_allclose(forced_full, full, atol=1e-5)
+
+
+def test_mc_samples_have_the_distribution_of_baals_mc_dropout(digits_net):
+    """Our masks (rand >= p) and baal's (bernoulli) differ draw by draw, not in distribution."""
+    net, X = digits_net
+    ours = mc_probabilities(net, X, T=200, random_state=0).mean(axis=-1)
+    theirs = baal_style_probabilities(net, X, T=200, seed=1).mean(axis=-1)
+    again = baal_style_probabilities(net, X, T=200, seed=2).mean(axis=-1)
+    gap, noise = np.abs(ours - theirs).mean(), np.abs(again - theirs).mean()
+    assert gap < 2 * noise + 1e-4, (gap, noise)  # as close as two baal runs are to each other
 
 
 def test_bald_scores_agree_with_baals_heuristic(digits_net):
@@ -50,7 +66,7 @@ def test_bald_scores_agree_with_baals_heuristic(digits_net):
 
     net, X = digits_net
     idx, scores = bald(net, X, n_instances=len(X), T=10, random_state=5)
-    expected = BALD().get_uncertainties(baal_style_probabilities(net, X, T=10, seed=5))
+    expected = BALD().get_uncertainties(mc_probabilities(net, X, T=10, random_state=5))  # same stochastic passes
     np.testing.assert_allclose(scores, expected[idx], rtol=1e-4, atol=1e-7)
     assert np.all(np.diff(scores) <= 1e-12)  # highest first
     assert scores.max() > 1e-3  # the dropout head makes the scores non-zero
@@ -77,7 +93,7 @@ def test_model_is_unchanged_and_mc_is_seeded(digits_net):
     assert not np.allclose(a, c)
     assert all(torch.equal(before[k], v) for k, v in net.module_.state_dict().items())
     assert modes == [m.training for m in net.module_.modules()]
-    assert not any(type(m).__module__.startswith("baal") for m in net.module_.modules())
+    assert not any(type(m).__module__.startswith(("baal", "alplug_bald")) for m in net.module_.modules())
 
 
 def test_T_must_be_at_least_two(digits_net):
