@@ -91,11 +91,12 @@ class ActiveLearningRun:
     def _labeled_ids(self, state: dict) -> np.ndarray:
         return np.concatenate([self.splits.initial, np.asarray(state["queried"], dtype=np.int64)])
 
-    def _evaluate(self, X, y) -> tuple[float, float]:
+    def _evaluate(self, X, y, with_predictions: bool = False):
         proba = self.estimator.predict_proba(X)
-        acc = float(np.mean(proba.argmax(axis=1) == y))
+        pred = proba.argmax(axis=1)
+        acc = float(np.mean(pred == y))
         loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))))
-        return acc, loss
+        return (acc, loss, pred) if with_predictions else (acc, loss)
 
     def _row(self, round_: int, labels: int, queried: np.ndarray, train_s: float, query_s: float) -> dict:
         last = self.estimator.history[-1]
@@ -200,8 +201,7 @@ class ActiveLearningRun:
         from .plots import plot_learning_curve
 
         s = self.splits
-        test_acc, test_loss = self._evaluate(s.test_inputs(self.data), s.y_test)
-        pred = self.estimator.predict(s.test_inputs(self.data))
+        test_acc, test_loss, pred = self._evaluate(s.test_inputs(self.data), s.y_test, with_predictions=True)
         per_class = {name: float(np.mean(pred[s.y_test == c] == c))
                      for c, name in enumerate(self.data.classes) if np.any(s.y_test == c)}
         self.run_dir.write_model(self.estimator.module_)

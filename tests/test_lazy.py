@@ -58,3 +58,13 @@ def test_a_run_never_materialises_the_data_set(tmp_path, digits, monkeypatch):
     result = job.run(RunDirectory.create(tmp_path / "run", config))
     assert result["labels"] == 20
     assert max(images.reads) <= 256
+
+
+def test_a_folder_of_npy_files_is_memory_mapped(tmp_path, rng):
+    X = rng.integers(0, 256, (30, 6, 6), dtype=np.uint8)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", np.arange(30) % 3)
+    data = load_dataset(f"npz:{tmp_path}")
+    assert isinstance(data.X.base, np.memmap) or isinstance(data.X, np.memmap)
+    assert data.X.shape == (30, 1, 6, 6) and data.n_classes == 3
+    np.testing.assert_array_equal(np.asarray(data.X[:, 0]), X)

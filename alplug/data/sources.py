@@ -23,7 +23,7 @@ TORCHVISION_SETS = {
     "cifar10": ("CIFAR10", {"train": True}, {"train": False}),
     "svhn": ("SVHN", {"split": "train"}, {"split": "test"}),
 }
-DATASETS = ("digits", *TORCHVISION_SETS, "folder:PATH", "npz:PATH")
+DATASETS = ("digits", *TORCHVISION_SETS, "folder:PATH", "npz:PATH")  # npz:PATH also takes a folder of .npy
 DEFAULT_FOLDER_IMAGE_SIZE = 64
 
 
@@ -211,21 +211,25 @@ def _folder(root: Path, size: int) -> DataSet:
 def _npz(path: Path) -> DataSet:
     """Arrays ``X`` (N, H, W) or (N, H, W, C) and ``y``; optional ``X_test``/``y_test`` and ``classes``.
 
-    ``X`` of an uncompressed file (``np.savez``) in uint8 or float32 is memory-mapped, not loaded.
+    ``X`` of an uncompressed file (``np.savez``) in uint8 or float32 is memory-mapped, not loaded;
+    so is ``X.npy`` when PATH is a folder of ``.npy`` files.
     """
-    if not path.is_file():
+    if path.is_dir():  # X.npy, y.npy (and optionally X_test.npy, y_test.npy, classes.npy), memory-mapped
+        arrays = _NpyFolder(path)
+    elif not path.is_file():
         raise DataError(f"npz file {path} does not exist")
-    try:
-        arrays = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise DataError(f"cannot read {path} as .npz ({exc})") from None
+    else:
+        try:
+            arrays = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise DataError(f"cannot read {path} as .npz ({exc})") from None
     missing = [k for k in ("X", "y") if k not in arrays.files]
     if missing:
         raise DataError(f"{path} has no array {' or '.join(missing)}; it needs X (N,H,W[,C]) and y (N,), "
                         f"found {arrays.files}")
     from .lazy import npz_member_memmap
 
-    mapped = npz_member_memmap(path, "X")
+    mapped = arrays["X"] if path.is_dir() else npz_member_memmap(path, "X")
     if mapped is not None and mapped.dtype in (np.uint8, np.float32) and mapped.ndim in (3, 4):
         # Uncompressed uint8/float32 images stay on disk; batches are read when needed.
         X = mapped[:, None] if mapped.ndim == 3 else mapped.transpose(0, 3, 1, 2)
@@ -255,6 +259,20 @@ def _npz(path: Path) -> DataSet:
         if y.min() < 0 or y.max() >= len(names):
             raise DataError(f"{path}: labels must be 0..{len(names) - 1} to match its {len(names)} classes")
     return DataSet(f"npz:{path}", X, y, names, X_test, y_test)
+
+
+class _NpyFolder:
+    """A folder of .npy files, read like an .npz archive; arrays are memory-mapped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.files = sorted(p.stem for p in path.glob("*.npy"))
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return np.load(self.path / f"{key}.npy", mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise DataError(f"cannot read {self.path / key}.npy ({exc})") from None
 
 
 def _npz_images(path: Path, X: np.ndarray, key: str) -> np.ndarray:

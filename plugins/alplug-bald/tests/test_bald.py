@@ -144,3 +144,18 @@ def test_batchbald_gives_distinct_seeded_batches(digits_net):
 @pytest.mark.parametrize("fn", [bald, mc_ratio, variation_ratios])
 def test_conformance(fn):
     check_query_strategy(fn)
+
+
+def test_dropout_inside_the_backbone_falls_back_to_full_model_passes(digits_net):
+    from alplug_bald.mc import head_only_possible, stochastic_copy
+
+    net, X = digits_net
+    assert head_only_possible(net.module_)
+    module = copy.deepcopy(net.module_)
+    module.backbone.layer4 = torch.nn.Sequential(module.backbone.layer4, torch.nn.Dropout(0.2))
+    assert not head_only_possible(module)
+    net2 = copy.copy(net)
+    net2.module_ = module
+    ours = mc_probabilities(net2, X[:20], T=4, random_state=0)  # head_only chosen automatically: False
+    full = full_model_probabilities(net2, X[:20], T=4, seed=0, stochastic=stochastic_copy(module))
+    np.testing.assert_allclose(ours, full, atol=1e-5)
