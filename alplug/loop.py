@@ -156,6 +156,9 @@ class ActiveLearningRun:
             self.history = state["history"]
             initial = self.splits.initial
             torch.manual_seed(round_seed(cfg.seed, 0))
+            # The constructor built the module unseeded (to check it early); a warm start
+            # never rebuilds it, so its initial weights must come from the seeded RNG.
+            self.estimator.initialize()
             t0 = time.perf_counter()
             learner = ActiveLearner(self.estimator, self.strategy,
                                     X_training=initial, y_training=self.oracle.reveal(initial))

@@ -1,6 +1,5 @@
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -229,3 +228,35 @@ def test_cli_reference_in_docs_is_current():
     spec.loader.exec_module(module)
     assert (root / "docs" / "cli.md").read_text() == module.render(), \
         "docs/cli.md is stale: run `uv run python scripts/cli_reference.py`"
+
+
+def test_warm_start_resume_restores_model_and_optimizer(tmp_path, monkeypatch):
+    """Interrupt a --warm-start run after round 1 (Ctrl-C); resuming must give the uninterrupted run."""
+    from alplug import loop
+
+    args = ["--query", "entropy", *QUICK, "--rounds", "3", "--warm-start", "--seed", "2"]
+    whole = tmp_path / "whole"
+    assert invoke("run", "--out", whole, *args).exit_code == 0
+
+    announce = loop.ActiveLearningRun._announce
+
+    def interrupt_after_round_1(self, row):
+        announce(self, row)
+        if row["round"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.ActiveLearningRun, "_announce", interrupt_after_round_1)
+    cut = tmp_path / "cut"
+    result = invoke("run", "--out", cut, *args)
+    assert result.exit_code == 130 and "--resume" in result.output
+    assert list((cut / "checkpoint").glob("*.optimizer.pt"))  # warm starts carry Adam's state
+    monkeypatch.setattr(loop.ActiveLearningRun, "_announce", announce)
+    assert invoke("run", "--resume", cut).exit_code == 0
+    assert read_history(cut) == read_history(whole)
+
+
+def test_augmented_run(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--out", out, *QUICK, "--augment", "--rounds", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "result.json").read_text())["config"]["augment"] is True

@@ -1,6 +1,5 @@
 """Pools larger than memory: memory-mapped sources and batch-sized reads only."""
 import numpy as np
-import pytest
 
 from alplug.data import load_dataset
 from alplug.data.lazy import IndexedImages, npz_member_memmap
