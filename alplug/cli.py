@@ -177,6 +177,101 @@ def run(ctx, out, resume, config_file, verbose, **params):
     click.echo(format_summary(result, job.history, run_dir))
 
 
+def _report_options(f):
+    for option in reversed([
+        click.option("--targets", default="0.9,0.95", show_default=True,
+                     help="Val-2 accuracies for the labels-needed columns."),
+        click.option("--goal", type=float, default=0.9, show_default=True, help="Accuracy goal of the label-cost table."),
+        click.option("--label-cost", type=float, default=1.0, show_default=True, help="C_L: cost of one label."),
+        click.option("--lambdas", default="15,30,60", show_default=True,
+                     help="λ values of the label-cost table (a training round costs λ·C_L)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _numbers(text: str, name: str) -> list[float]:
+    from .errors import UsageError
+
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{name} {text!r} must be comma-separated numbers, e.g. 0.9,0.95") from None
+
+
+@cli.command()
+@_run_options
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per strategy: --seed, --seed+1, ...")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Runs at a time (joblib processes).")
+@click.option("--out", "-o", type=click.Path(), default=None,
+              help="Study directory; running the same command again resumes it. [default: studies/TIMESTAMP]")
+@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file with run settings.")
+@_report_options
+@click.pass_context
+def compare(ctx, seeds, jobs, out, config_file, targets, goal, label_cost, lambdas, **params):
+    """Run every strategy with every seed (identical splits per seed), then write the report.
+
+    \b
+    Example:
+      alplug compare --query random,margin,entropy --seeds 3 --rounds 4
+    """
+    from .config import read_settings
+    from .errors import UsageError
+    from .study import Study, run_study
+    from .strategies import resolve_query
+
+    given = {**(read_settings(config_file) if config_file else {}), **_explicit_settings(ctx, params)}
+    queries = [q.strip() for q in str(given.pop("query", params["query"])).split(",") if q.strip()]
+    first_seed = int(given.pop("seed", 0))
+    if seeds < 1 or jobs < 1:
+        raise UsageError(f"--seeds = {seeds} and --jobs = {jobs} must be >= 1")
+    if len(set(queries)) != len(queries):
+        raise UsageError(f"--query lists a strategy twice: {', '.join(queries)}")
+    problems = []
+    for q in queries:  # every unknown name at once, before anything starts
+        try:
+            resolve_query(q, given.get("query_options"))
+        except UsageError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UsageError("; ".join(problems))
+    base = dataclasses.replace(RunConfig(), **given).validate()
+    targets_, lambdas_ = _numbers(targets, "--targets"), _numbers(lambdas, "--lambdas")
+    study = Study(Path(out) if out else Path("studies") / time.strftime("%Y%m%d-%H%M%S"), queries,
+                  list(range(first_seed, first_seed + seeds)), base)
+    if not (study.path / "study.toml").exists():
+        from .loop import ActiveLearningRun
+
+        ActiveLearningRun(dataclasses.replace(base, query=queries[0], seed=first_seed), echo=lambda *_: None)
+    study.prepare()
+    outcomes = run_study(study, jobs=jobs, echo=click.echo)
+    report = _write_report(study, targets_, goal, label_cost, lambdas_)
+    failed = [o for o in outcomes if o.status == "failed"]
+    click.echo(f"alplug compare: {len(outcomes) - len(failed)} of {len(outcomes)} runs finished; report in {report}")
+    if failed:
+        click.echo(f"alplug: error: {len(failed)} run(s) failed ({', '.join(o.run.name for o in failed)}; "
+                   f"see error.txt in each); run the same command again to retry only them", err=True)
+        ctx.exit(1)
+
+
+def _write_report(study, targets, goal, label_cost, lambdas):
+    from .report import write_report
+
+    return write_report(study, targets=targets, goal=goal, cost_label=label_cost, lambdas=lambdas)
+
+
+@cli.command()
+@click.argument("study_dir", type=click.Path())
+@_report_options
+def report(study_dir, targets, goal, label_cost, lambdas):
+    """Write the figures and tables of a study (also done at the end of `alplug compare`)."""
+    from .study import Study
+
+    out = _write_report(Study.open(study_dir), _numbers(targets, "--targets"), goal, label_cost,
+                        _numbers(lambdas, "--lambdas"))
+    click.echo(f"alplug report: {out}/report.html, report.md, figures (PNG, SVG) and CSV tables")
+
+
 @cli.command()
 def strategies():
     """List the registered query strategies, their options, and broken plugins."""

@@ -96,7 +96,7 @@ class RunDirectory:
         """
         prefix = self.path / "checkpoint" / f"round-{state['round']:04d}"
         save_checkpoint(prefix)
-        state = dict(state, checkpoint=str(prefix.relative_to(self.path)))
+        state["checkpoint"] = str(prefix.relative_to(self.path))  # kept by later writes (mark_finished)
         self.write_history(state["history"])
         atomic_write(self.state_file, json.dumps(state, indent=1))
         for old in (self.path / "checkpoint").glob("round-*"):

@@ -1,0 +1,222 @@
+"""The figures and tables of a strategy study: learning curves with their spread, final accuracies,
+labels needed for accuracy targets, a paired test against random, queried-class distributions and
+the label-cost model of the source report.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .study import Study
+
+
+def load_runs(study: Study) -> dict[str, list[dict]]:
+    """Finished runs per strategy: each {'seed', 'labels', 'val2', 'test', 'classes_queried', 'rounds'}."""
+    out: dict[str, list[dict]] = {q: [] for q in study.queries}
+    for run in study.runs:
+        path = study.run_dir(run)
+        if not (path / "result.json").is_file():
+            continue
+        result = json.loads((path / "result.json").read_text())
+        with open(path / "history.csv") as f:
+            rows = list(csv.DictReader(f))
+        queried = [int(c) for row in rows for c in row["queried_classes"].split()]
+        out[run.query].append({
+            "seed": run.seed, "labels": np.array([int(r["labels"]) for r in rows]),
+            "val2": np.array([float(r["val2_acc"]) for r in rows]), "test": result["test_accuracy"],
+            "classes": result["classes"], "queried_classes": queried, "rounds": len(rows) - 1,
+        })
+    return out
+
+
+def labels_to_reach(run: dict, target: float) -> int | None:
+    """The first number of labels at which val-2 accuracy reached ``target`` (None: never)."""
+    hit = np.flatnonzero(run["val2"] >= target)
+    return int(run["labels"][hit[0]]) if len(hit) else None
+
+
+def normalised_aulc(run: dict) -> float:
+    """Area under the val-2 learning curve divided by the label range (1.0: perfect from the start)."""
+    x, y = run["labels"], run["val2"]
+    if len(x) < 2:
+        return float(y[0])
+    return float(np.trapezoid(y, x) / (x[-1] - x[0]))
+
+
+def label_cost(run: dict, goal: float, cost_label: float, lam: float) -> float | None:
+    """Cost of reaching ``goal``: C_L·(initial labels) + K·C_T + Σ C_L·η_i over the K rounds needed,
+    with C_T = λ·C_L the cost of one training round (source report's model). None: goal not reached."""
+    hit = np.flatnonzero(run["val2"] >= goal)
+    if not len(hit):
+        return None
+    k = int(hit[0])
+    initial = int(run["labels"][0])
+    queried = int(run["labels"][k] - initial)
+    return cost_label * initial + k * lam * cost_label + cost_label * queried
+
+
+def _mean_std(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.4f}"
+
+
+def _paired_p(a: list[dict], b: list[dict]) -> str:
+    """Paired t-test of final test accuracy over the seeds both strategies finished."""
+    from scipy.stats import ttest_rel
+
+    by_seed = {r["seed"]: r["test"] for r in b}
+    pairs = [(r["test"], by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
+    if len(pairs) < 2:
+        return "—"
+    x, y = np.array(pairs).T
+    if np.allclose(x, y):
+        return "1.000"
+    return f"{ttest_rel(x, y).pvalue:.3f}"
+
+
+def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_label: float = 1.0,
+                 lambdas=(15, 30, 60)) -> Path:
+    """Write report.md, report.html (figures embedded), figures (PNG and SVG) and CSV tables."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = load_runs(study)
+    out = study.path / "report"
+    out.mkdir(exist_ok=True)
+    figures = {}
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for query, rs in runs.items():
+        if not rs:
+            continue
+        length = min(len(r["labels"]) for r in rs)
+        x = rs[0]["labels"][:length]
+        ys = np.stack([r["val2"][:length] for r in rs])
+        mean, std = ys.mean(axis=0), ys.std(axis=0, ddof=1) if len(rs) > 1 else np.zeros(length)
+        line, = ax.plot(x, mean, marker="o", markersize=3, label=f"{query} (n={len(rs)})",
+                        linewidth=2.5 if query == "random" else 1.5)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("labeled images")
+    ax.set_ylabel("val-2 accuracy (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"learning_curves.{ext}")
+    plt.close(fig)
+    figures["learning_curves"] = out / "learning_curves.png"
+
+    class_rows = []
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    names = next((r["classes"] for rs in runs.values() for r in rs), [])
+    width = 0.8 / max(1, sum(1 for rs in runs.values() if rs))
+    top = None
+    for i, (query, rs) in enumerate((q, rs) for q, rs in runs.items() if rs):
+        counts = np.bincount([c for r in rs for c in r["queried_classes"]], minlength=len(names))
+        share = counts / max(1, counts.sum())
+        if top is None:  # the ten classes queried most by random (or the first strategy), shown for all
+            ref = runs.get("random") or rs
+            ref_counts = np.bincount([c for r in ref for c in r["queried_classes"]], minlength=len(names))
+            top = np.argsort(-ref_counts, kind="stable")[:10]
+        ax.bar(np.arange(len(top)) + i * width, share[top], width, label=query)
+        class_rows += [{"strategy": query, "class": names[c], "share": round(float(share[c]), 4)} for c in top]
+    if top is not None:
+        ax.set_xticks(np.arange(len(top)) + 0.4 - width / 2, [names[c] for c in top])
+    ax.set_ylabel("share of queried labels")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"queried_classes.{ext}")
+    plt.close(fig)
+    figures["queried_classes"] = out / "queried_classes.png"
+
+    table = []
+    for query, rs in runs.items():
+        row = {"strategy": query, "runs": len(rs), "final test accuracy": _mean_std([r["test"] for r in rs]),
+               "normalised AULC": _mean_std([normalised_aulc(r) for r in rs])}
+        for t in targets:
+            reached = [labels_to_reach(r, t) for r in rs]
+            hits = [v for v in reached if v is not None]
+            row[f"labels to {t:g}"] = (f"{np.mean(hits):.0f} ({len(hits)}/{len(rs)} reached)" if hits
+                                      else f"— (0/{len(rs)})")
+        row["p vs random"] = "—" if query == "random" or "random" not in runs else _paired_p(rs, runs["random"])
+        table.append(row)
+    cost_table = []
+    for query, rs in runs.items():
+        row = {"strategy": query}
+        for lam in lambdas:
+            costs = [label_cost(r, goal, cost_label, lam) for r in rs]
+            hits = [c for c in costs if c is not None]
+            row[f"λ={lam:g}"] = f"{np.mean(hits):.0f} ({len(hits)}/{len(rs)})" if hits else "not reached"
+        cost_table.append(row)
+
+    for name, rows in (("summary", table), ("label_cost", cost_table), ("queried_classes", class_rows)):
+        if rows:
+            with open(out / f"{name}.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def md_table(rows):
+        if not rows:
+            return "(no finished runs)"
+        head = list(rows[0])
+        lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+        lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
+        return "\n".join(lines)
+
+    base = study.base
+    intro = (f"{len(study.queries)} strategies x {len(study.seeds)} seeds on {base.dataset} with {base.model}: "
+             f"{base.n_start} labels per class to start, {base.per_round} per round, {base.rounds} rounds, "
+             f"{base.epochs} epochs per round. Curves show the mean and one standard deviation over seeds; "
+             "p is a paired t-test of final test accuracy against random over seeds.")
+    cost_intro = (f"Cost to reach val-2 accuracy {goal:g}: C_L·(initial labels) + K·C_T + Σ C_L·η over the K "
+                  f"rounds needed, with C_L = {cost_label:g} per label and C_T = λ·C_L per training round; mean "
+                  "over the seeds that reached the goal (how many in brackets).")
+    md = "\n\n".join([
+        "# alplug study report", intro, "![learning curves](learning_curves.png)", "## Summary", md_table(table),
+        "## Label cost", cost_intro, md_table(cost_table), "## Queried classes",
+        "Share of queried labels for the ten classes random queried most.",
+        "![queried classes](queried_classes.png)", ""])
+    (out / "report.md").write_text(md)
+    html = md
+    for key, path in figures.items():
+        data = base64.b64encode(path.read_bytes()).decode()
+        html = html.replace(f"({path.name})", f"(data:image/png;base64,{data})")
+    (out / "report.html").write_text(_markdown_to_html(html))
+    return out
+
+
+def _markdown_to_html(md: str) -> str:
+    """The few Markdown constructs the report uses, as self-contained HTML (no extra dependency)."""
+    import html as h
+    import re
+
+    body = []
+    for block in md.split("\n\n"):
+        if block.startswith("# "):
+            body.append(f"<h1>{h.escape(block[2:])}</h1>")
+        elif block.startswith("## "):
+            body.append(f"<h2>{h.escape(block[3:])}</h2>")
+        elif block.startswith("!["):
+            alt, src = re.match(r"!\[(.*)\]\((.*)\)", block).groups()
+            body.append(f'<img alt="{h.escape(alt)}" src="{src}" style="max-width:100%">')
+        elif block.startswith("| "):
+            rows = [r.strip("|").split(" | ") for r in block.splitlines() if not r.startswith("| ---")]
+            cells = ["<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{h.escape(c.strip())}</{'th' if i == 0 else 'td'}>"
+                                      for c in row) + "</tr>" for i, row in enumerate(rows)]
+            body.append("<table border='1' cellpadding='4' style='border-collapse:collapse'>" + "".join(cells)
+                        + "</table>")
+        elif block.strip():
+            body.append(f"<p>{h.escape(block)}</p>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>alplug study report</title></head>"
+            "<body style='font-family:sans-serif;max-width:60em;margin:auto'>" + "\n".join(body) + "</body></html>")

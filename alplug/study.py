@@ -1,0 +1,136 @@
+"""A strategy study: every (strategy, seed) pair as a normal run directory under one study directory.
+
+Runs with the same seed share their splits and initial labeled set (both depend
+only on the data set and the seed), so strategies differ only in what they
+query. Re-running the same study resumes it: finished runs are kept,
+interrupted ones continue from their last committed round, failed ones are
+retried. Parallelism is joblib's; no scheduler of our own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import RunConfig, check_settings
+from .errors import UsageError
+from .rundir import RunDirectory, atomic_write
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    query: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.query.replace('+', '_then_')}-s{self.seed}"
+
+
+@dataclass
+class RunOutcome:
+    run: StudyRun
+    status: str  # "done" (already finished), "finished", "failed"
+    error: str = ""
+
+
+class Study:
+    """The study directory: ``study.toml`` (the settings), ``runs/NAME/`` (run directories), ``report/``."""
+
+    def __init__(self, path: str | Path, queries: list[str], seeds: list[int], base: RunConfig):
+        self.path, self.queries, self.seeds, self.base = Path(path), queries, seeds, base
+
+    @property
+    def runs(self) -> list[StudyRun]:
+        return [StudyRun(q, s) for s in self.seeds for q in self.queries]
+
+    def run_dir(self, run: StudyRun) -> Path:
+        return self.path / "runs" / run.name
+
+    def settings(self) -> dict:
+        base = {k: v for k, v in self.base.to_dict().items() if k not in ("query", "seed") and v is not None}
+        return {"queries": self.queries, "seeds": self.seeds, "base": base}
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Study":
+        import tomllib
+
+        path = Path(path)
+        try:
+            values = tomllib.loads((path / "study.toml").read_text())
+        except FileNotFoundError:
+            raise UsageError(f"{path} is not an alplug study (no study.toml); pass the directory "
+                             "`alplug compare --out` wrote") from None
+        return cls(path, values["queries"], values["seeds"], RunConfig(**check_settings(values["base"])))
+
+    def prepare(self) -> None:
+        """Create the study directory, or check that an existing one was made with the same settings."""
+        import tomli_w
+
+        marker = self.path / "study.toml"
+        if marker.exists():
+            existing = Study.open(self.path)
+            diffs = [f"{k}: {existing.settings()[k]!r} != {self.settings()[k]!r}"
+                     for k in ("queries", "seeds") if existing.settings()[k] != self.settings()[k]]
+            diffs += existing.base.differences(dataclasses.replace(self.base, query=existing.base.query,
+                                                                   seed=existing.base.seed))
+            if diffs:
+                raise UsageError(f"{self.path} holds a study made with other settings ({'; '.join(diffs)}); "
+                                 "repeat its command to resume it, or choose another --out")
+            return
+        if self.path.exists() and any(self.path.iterdir()):
+            raise UsageError(f"{self.path} exists and is not an alplug study; choose another --out")
+        (self.path / "runs").mkdir(parents=True, exist_ok=True)
+        atomic_write(marker, tomli_w.dumps(self.settings()))
+
+    def pending(self) -> list[StudyRun]:
+        return [r for r in self.runs if not (self.run_dir(r) / "result.json").is_file()]
+
+
+def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int) -> RunOutcome:
+    """Run (or resume) one run of a study; never raises, so one failure cannot stop the others."""
+    run = StudyRun(query, seed)
+    path = Path(study_path) / "runs" / run.name
+    try:
+        import torch
+
+        torch.set_num_threads(threads)  # jobs x threads = cores
+        from .loop import ActiveLearningRun
+
+        if (path / "result.json").is_file():
+            return RunOutcome(run, "done")
+        config = dataclasses.replace(RunConfig(**check_settings(base)), query=query, seed=seed)
+        run_dir = RunDirectory.open(path) if (path / "config.toml").is_file() else RunDirectory.create(path, config)
+        (path / "error.txt").unlink(missing_ok=True)
+        ActiveLearningRun(config, echo=lambda *_: None).run(run_dir)
+        return RunOutcome(run, "finished")
+    except BaseException as exc:  # report it with the run; the study goes on with the others
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        if path.is_dir():
+            atomic_write(path / "error.txt", traceback.format_exc())
+        return RunOutcome(run, "failed", f"{type(exc).__name__}: {exc}")
+
+
+def run_study(study: Study, jobs: int = 1, echo=print) -> list[RunOutcome]:
+    """Run every pending run of ``study`` with joblib (``jobs`` processes); returns one outcome per run."""
+    from joblib import Parallel, delayed
+
+    todo = study.pending()
+    done = [RunOutcome(r, "done") for r in study.runs if r not in todo]
+    if not todo:
+        return done
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // max(1, jobs))
+    base = {k: v for k, v in study.base.to_dict().items() if v is not None}
+    echo(f"alplug compare: {len(todo)} of {len(study.runs)} runs to do, {jobs} at a time "
+         f"({threads} torch thread(s) each)")
+    outcomes = []
+    for outcome in Parallel(n_jobs=jobs, return_as="generator_unordered")(
+            delayed(execute_run)(str(study.path), r.query, r.seed, base, threads) for r in todo):
+        outcomes.append(outcome)
+        mark = "failed: " + outcome.error if outcome.status == "failed" else outcome.status
+        echo(f"  [{len(outcomes)}/{len(todo)}] {outcome.run.name}: {mark}")
+    return done + outcomes

@@ -1,0 +1,108 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from alplug.cli import cli
+from alplug.report import label_cost, labels_to_reach, normalised_aulc
+
+STUDY = ["--n-start", "1", "--per-round", "5", "--rounds", "2", "--epochs", "1", "--batch-size", "16",
+         "--test-size", "100", "--val1-size", "50", "--val2-size", "50"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def rows(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "s"
+    result = invoke("compare", "--query", "random,margin", "--seeds", 2, "--out", out, *STUDY)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_every_pair_runs_and_same_seed_means_same_start(study):
+    out, _ = study
+    names = sorted(p.name for p in (out / "runs").iterdir())
+    assert names == ["margin-s0", "margin-s1", "random-s0", "random-s1"]
+    for seed in (0, 1):
+        a, b = rows(out / "runs" / f"random-s{seed}")[0], rows(out / "runs" / f"margin-s{seed}")[0]
+        a.pop("train_seconds"), b.pop("train_seconds")
+        assert a == b  # same splits, same initial set, same seeded model: only the queries differ
+    assert rows(out / "runs" / "random-s0")[0] != rows(out / "runs" / "random-s1")[0]
+
+
+def test_report_files_and_self_contained_html(study):
+    out, output = study
+    report = out / "report"
+    for name in ("learning_curves.png", "learning_curves.svg", "queried_classes.png", "report.md",
+                 "report.html", "summary.csv", "label_cost.csv", "queried_classes.csv"):
+        assert (report / name).is_file(), name
+    html = (report / "report.html").read_text()
+    assert "data:image/png;base64," in html and 'src="learning_curves.png"' not in html
+    with open(report / "summary.csv") as f:
+        summary = {r["strategy"]: r for r in csv.DictReader(f)}
+    assert summary["random"]["runs"] == "2" and "±" in summary["margin"]["final test accuracy"]
+    assert summary["random"]["p vs random"] == "—"
+
+
+def test_rerun_resumes_and_retries_only_what_is_missing(study):
+    out, _ = study
+    (out / "runs" / "margin-s1" / "result.json").unlink()  # as if it had been interrupted before finishing
+    state = json.loads((out / "runs" / "margin-s1" / "state.json").read_text())
+    state["finished"] = False
+    (out / "runs" / "margin-s1" / "state.json").write_text(json.dumps(state))
+    result = invoke("compare", "--query", "random,margin", "--seeds", 2, "--out", out, *STUDY)
+    assert result.exit_code == 0, result.output
+    assert "1 of 4 runs to do" in result.output and "margin-s1: finished" in result.output
+
+
+def test_a_failing_run_does_not_stop_the_study_and_is_retried(tmp_path, monkeypatch):
+    from alplug import loop
+
+    real_run = loop.ActiveLearningRun.run
+
+    def flaky(self, run_dir):
+        if self.config.query == "margin" and self.config.seed == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real_run(self, run_dir)
+
+    monkeypatch.setattr(loop.ActiveLearningRun, "run", flaky)
+    out = tmp_path / "s"
+    args = ["compare", "--query", "random,margin", "--seeds", 2, "--out", out, *STUDY]
+    result = invoke(*args)
+    assert result.exit_code == 1 and "margin-s1" in result.output and "retry" in result.output
+    assert "out of memory (simulated)" in (out / "runs" / "margin-s1" / "error.txt").read_text()
+    assert (out / "runs" / "margin-s0" / "result.json").is_file() and (out / "report" / "report.md").is_file()
+    monkeypatch.setattr(loop.ActiveLearningRun, "run", real_run)
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "1 of 4 runs to do" in result.output and not (out / "runs" / "margin-s1" / "error.txt").exists()
+
+
+def test_bad_study_input(tmp_path, study):
+    out, _ = study
+    result = invoke("compare", "--query", "random,margn,bladd", "--out", tmp_path / "x", *STUDY)
+    assert result.exit_code == 2 and "'margn'" in result.output and "'bladd'" in result.output
+    assert not (tmp_path / "x").exists()
+    result = invoke("compare", "--query", "random,margin", "--seeds", 2, "--out", out, *STUDY, "--epochs", 3)
+    assert result.exit_code == 2 and "epochs: 1 != 3" in result.output
+    result = invoke("report", tmp_path)
+    assert result.exit_code == 2 and "not an alplug study" in result.output
+
+
+def test_report_formulas():
+    run = {"labels": np.array([10, 20, 30, 40]), "val2": np.array([0.5, 0.8, 0.92, 0.96])}
+    assert labels_to_reach(run, 0.9) == 30 and labels_to_reach(run, 0.99) is None
+    assert normalised_aulc(run) == pytest.approx(np.trapezoid(run["val2"], run["labels"]) / 30)
+    # goal 0.9 reached after K = 2 rounds: 10 initial + 20 queried labels, 2 trainings at λ = 15
+    assert label_cost(run, 0.9, cost_label=2.0, lam=15) == pytest.approx(2 * 10 + 2 * 15 * 2 + 2 * 20)
+    assert label_cost(run, 0.99, 1.0, 15) is None
