@@ -29,7 +29,7 @@ def read_history(run_dir: Path, drop_timing=True):
     return rows
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["strategies"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["strategies"], ["compare"], ["report"]])
 def test_help_on_every_command(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
