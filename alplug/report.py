@@ -109,11 +109,7 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
     ax.set_ylabel("val-2 accuracy (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"learning_curves.{ext}")
-    plt.close(fig)
-    figures["learning_curves"] = out / "learning_curves.png"
+    figures["learning_curves"] = _save(fig, out, "learning_curves")
 
     class_rows = []
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
@@ -133,11 +129,7 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
         ax.set_xticks(np.arange(len(top)) + 0.4 - width / 2, [names[c] for c in top])
     ax.set_ylabel("share of queried labels")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"queried_classes.{ext}")
-    plt.close(fig)
-    figures["queried_classes"] = out / "queried_classes.png"
+    figures["queried_classes"] = _save(fig, out, "queried_classes")
 
     table = []
     for query, rs in runs.items():
@@ -194,6 +186,17 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
         html = html.replace(f"({path.name})", f"(data:image/png;base64,{data})")
     (out / "report.html").write_text(_markdown_to_html(html))
     return out
+
+
+def _save(fig, out: Path, name: str) -> Path:
+    """Write ``fig`` as NAME.png and NAME.svg in ``out``; returns the PNG's path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"{name}.{ext}")
+    plt.close(fig)
+    return out / f"{name}.png"
 
 
 def _markdown_to_html(md: str) -> str:
