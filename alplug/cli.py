@@ -219,6 +219,7 @@ def compare(ctx, seeds, jobs, out, config_file, targets, goal, label_cost, lambd
     from .errors import UsageError
     from .study import Study, run_study
     from .strategies import resolve_query
+    from .strategies.registry import options_for
 
     given = {**(read_settings(config_file) if config_file else {}), **_explicit_settings(ctx, params)}
     queries = [q.strip() for q in str(given.pop("query", params["query"])).split(",") if q.strip()]
@@ -230,7 +231,7 @@ def compare(ctx, seeds, jobs, out, config_file, targets, goal, label_cost, lambd
     problems = []
     for q in queries:  # every unknown name at once, before anything starts
         try:
-            resolve_query(q, given.get("query_options"))
+            resolve_query(q, options_for(q, given.get("query_options")))
         except UsageError as exc:
             problems.append(str(exc))
     if problems:
@@ -242,7 +243,9 @@ def compare(ctx, seeds, jobs, out, config_file, targets, goal, label_cost, lambd
     if not (study.path / "study.toml").exists():
         from .loop import ActiveLearningRun
 
-        ActiveLearningRun(dataclasses.replace(base, query=queries[0], seed=first_seed), echo=lambda *_: None)
+        ActiveLearningRun(dataclasses.replace(base, query=queries[0], seed=first_seed,
+                                              query_options=options_for(queries[0], base.query_options)),
+                          echo=lambda *_: None)
     study.prepare()
     outcomes = run_study(study, jobs=jobs, echo=click.echo)
     report = _write_report(study, targets_, goal, label_cost, lambdas_)

@@ -101,7 +101,11 @@ def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int
 
         if (path / "result.json").is_file():
             return RunOutcome(run, "done")
-        config = dataclasses.replace(RunConfig(**check_settings(base)), query=query, seed=seed)
+        from .strategies.registry import options_for
+
+        config = RunConfig(**check_settings(base))
+        config = dataclasses.replace(config, query=query, seed=seed,
+                                     query_options=options_for(query, config.query_options))
         run_dir = RunDirectory.open(path) if (path / "config.toml").is_file() else RunDirectory.create(path, config)
         (path / "error.txt").unlink(missing_ok=True)
         ActiveLearningRun(config, echo=lambda *_: None).run(run_dir)

@@ -106,3 +106,15 @@ def test_report_formulas():
     # goal 0.9 reached after K = 2 rounds: 10 initial + 20 queried labels, 2 trainings at λ = 15
     assert label_cost(run, 0.9, cost_label=2.0, lam=15) == pytest.approx(2 * 10 + 2 * 15 * 2 + 2 * 20)
     assert label_cost(run, 0.99, 1.0, 15) is None
+
+
+def test_options_go_only_to_the_strategy_they_name(tmp_path):
+    out = tmp_path / "s"
+    result = invoke("compare", "--query", "random,kmeans-boundary", "--seeds", 1, "--out", out, *STUDY,
+                    "--query-opt", "kmeans-boundary.n_clusters=3")
+    assert result.exit_code == 0, result.output
+    assert (out / "runs" / "random-s0" / "result.json").is_file()
+    config = json.loads((out / "runs" / "kmeans-boundary-s0" / "result.json").read_text())["config"]
+    assert config["query_options"] == {"kmeans-boundary.n_clusters": 3}
+    random_config = json.loads((out / "runs" / "random-s0" / "result.json").read_text())["config"]
+    assert random_config["query_options"] == {}

@@ -146,3 +146,15 @@ def test_combination_options_are_routed_by_prefix():
         resolve_query("entropy+kmeans-boundary", {"n_clusters": 3})
     with pytest.raises(UsageError, match="first\\+second"):
         resolve_query("entropy+margin+ratio")
+
+
+def test_prefixed_options_must_name_the_strategy_and_studies_route_them():
+    from alplug.strategies.registry import options_for
+
+    with pytest.raises(UsageError, match="names another strategy"):
+        resolve_query("margin", {"bald.T": 3})
+    assert callable(resolve_query("bald", {"bald.T": 3}))
+    options = {"bald.T": 30, "prefilter": 2, "kmeans-boundary.n_clusters": 4}
+    assert options_for("random", options) == {"prefilter": 2}
+    assert options_for("bald", options) == {"bald.T": 30, "prefilter": 2}
+    assert options_for("bald+kmeans-boundary", options) == options

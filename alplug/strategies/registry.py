@@ -238,7 +238,8 @@ def parse_option_values(pairs) -> dict:
             value = raw.strip()  # plain words stay strings
         if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
             value = raw.strip().lower() == "true"
-        options[key.strip().replace("-", "_")] = value
+        prefix, dot, name = key.strip().rpartition(".")
+        options[f"{normalize_name(prefix)}." * bool(dot) + name.replace("-", "_")] = value
     return options
 
 
@@ -266,6 +267,16 @@ def bind_options(fn, name: str, options: dict):
     return functools.wraps(fn)(functools.partial(fn, **bound))
 
 
+def options_for(query: str, options: dict | None) -> dict:
+    """The options of a study that concern ``query``: unprefixed ones and ``NAME.key`` for its names.
+
+    In ``alplug compare --query random,bald --query-opt bald.T=30`` only bald gets T.
+    """
+    names = {normalize_name(query)} | {normalize_name(p) for p in query.split("+")}
+    return {k: v for k, v in (options or {}).items()
+            if "." not in k or normalize_name(k.partition(".")[0]) in names}
+
+
 def resolve_query(query: str, options: dict | None = None):
     """The strategy a ``--query`` value names, options bound and checked.
 
@@ -279,8 +290,13 @@ def resolve_query(query: str, options: dict | None = None):
     parts = [p for p in query.split("+")]
     if len(parts) == 1:
         entry = _entry(query)
-        fn = bind_options(entry.load(), entry.name, {k.split(".", 1)[-1]: v for k, v in options.items()})
-        return checked(fn, entry.name, entry.origin)
+        own = {}
+        for key, value in options.items():
+            prefix, dot, rest = key.partition(".")
+            if dot and normalize_name(prefix) != entry.name:
+                raise UsageError(f"--query-opt {key}: the prefix names another strategy than {entry.name!r}")
+            own[rest if dot else key] = value
+        return checked(bind_options(entry.load(), entry.name, own), entry.name, entry.origin)
     if len(parts) != 2 or not all(p.strip() for p in parts):
         raise UsageError(f"--query {query!r}: combine exactly two strategies as first+second")
     entries = [_entry(p) for p in parts]
