@@ -59,6 +59,19 @@ def _run_options(f):
                      help="Initial labeled images per class, drawn at random."),
         click.option("--per-round", type=int, default=d.per_round, show_default=True,
                      help="Images queried and labeled per round."),
+        click.option("--labeling-rate", type=click.Choice(["fixed", "adaptive"]), default=d.labeling_rate,
+                     show_default=True,
+                     help="adaptive: label fewer images per round while val-2 accuracy climbs fast, more when "
+                          "it stalls (see docs/loop.md)."),
+        click.option("--goal", type=float, default=None,
+                     help="Stop when val-2 accuracy reaches this; also the goal of the report's label-cost table. "
+                          "[default: none]"),
+        click.option("--max-per-round", type=int, default=None,
+                     help="Adaptive rate: most images per round (R). [default: 4 x --per-round]"),
+        click.option("--gain", type=float, default=None,
+                     help="Adaptive rate: accuracy gain a round aims for (g). [default: 0.05]"),
+        click.option("--epsilon", type=float, default=None,
+                     help="Adaptive rate: smallest per-round gain assumed (ε). [default: 0.005]"),
         click.option("--rounds", type=int, default=d.rounds, show_default=True, help="Query rounds after round 0."),
         click.option("--epochs", type=int, default=d.epochs, show_default=True, help="Training epochs per round."),
         click.option("--patience", type=int, default=None,
@@ -177,11 +190,14 @@ def run(ctx, out, resume, config_file, verbose, **params):
     click.echo(format_summary(result, job.history, run_dir))
 
 
+REPORT_GOAL = 0.9  # label-cost goal when neither the study nor `alplug report --goal` sets one
+
+
 def _report_options(f):
+    # compare takes --goal from the run options: the same goal stops the runs and prices the labels.
     for option in reversed([
         click.option("--targets", default="0.9,0.95", show_default=True,
                      help="Val-2 accuracies for the labels-needed columns."),
-        click.option("--goal", type=float, default=0.9, show_default=True, help="Accuracy goal of the label-cost table."),
         click.option("--label-cost", type=float, default=1.0, show_default=True, help="C_L: cost of one label."),
         click.option("--lambdas", default="15,30,60", show_default=True,
                      help="λ values of the label-cost table (a training round costs λ·C_L)."),
@@ -208,7 +224,7 @@ def _numbers(text: str, name: str) -> list[float]:
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file with run settings.")
 @_report_options
 @click.pass_context
-def compare(ctx, seeds, jobs, out, config_file, targets, goal, label_cost, lambdas, **params):
+def compare(ctx, seeds, jobs, out, config_file, targets, label_cost, lambdas, **params):
     """Run every strategy with every seed (identical splits per seed), then write the report.
 
     \b
@@ -248,7 +264,7 @@ def compare(ctx, seeds, jobs, out, config_file, targets, goal, label_cost, lambd
                           echo=lambda *_: None)
     study.prepare()
     outcomes = run_study(study, jobs=jobs, echo=click.echo)
-    report = _write_report(study, targets_, goal, label_cost, lambdas_)
+    report = _write_report(study, targets_, base.goal or REPORT_GOAL, label_cost, lambdas_)
     failed = [o for o in outcomes if o.status == "failed"]
     click.echo(f"alplug compare: {len(outcomes) - len(failed)} of {len(outcomes)} runs finished; report in {report}")
     if failed:
@@ -258,7 +274,11 @@ def compare(ctx, seeds, jobs, out, config_file, targets, goal, label_cost, lambd
 
 
 def _write_report(study, targets, goal, label_cost, lambdas):
+    from .errors import UsageError
     from .report import write_report
+
+    if not 0 < goal <= 1:
+        raise UsageError(f"--goal = {goal}, must be an accuracy in (0, 1]")
 
     return write_report(study, targets=targets, goal=goal, cost_label=label_cost, lambdas=lambdas)
 
@@ -266,12 +286,15 @@ def _write_report(study, targets, goal, label_cost, lambdas):
 @cli.command()
 @click.argument("study_dir", type=click.Path())
 @_report_options
+@click.option("--goal", type=float, default=None,
+              help="Accuracy goal of the label-cost table. [default: the study's --goal, else 0.9]")
 def report(study_dir, targets, goal, label_cost, lambdas):
     """Write the figures and tables of a study (also done at the end of `alplug compare`)."""
     from .study import Study
 
-    out = _write_report(Study.open(study_dir), _numbers(targets, "--targets"), goal, label_cost,
-                        _numbers(lambdas, "--lambdas"))
+    study = Study.open(study_dir)
+    out = _write_report(study, _numbers(targets, "--targets"), goal or study.base.goal or REPORT_GOAL,
+                        label_cost, _numbers(lambdas, "--lambdas"))
     click.echo(f"alplug report: {out}/report.html, report.md, figures (PNG, SVG) and CSV tables")
 
 

@@ -21,6 +21,11 @@ class RunConfig:
     image_size: int | None = None
     n_start: int = 5
     per_round: int = 50
+    labeling_rate: str = "fixed"
+    goal: float | None = None
+    max_per_round: int | None = None
+    gain: float | None = None
+    epsilon: float | None = None
     rounds: int = 5
     epochs: int = 10
     patience: int | None = None
@@ -58,6 +63,21 @@ class RunConfig:
             problems.append(f"--dropout = {self.dropout}, must be in [0, 1)")
         if self.image_size is not None and self.image_size < 1:
             problems.append(f"--image-size = {self.image_size}, must be >= 1")
+        if self.labeling_rate not in ("fixed", "adaptive"):
+            problems.append(f"--labeling-rate = {self.labeling_rate!r}, must be 'fixed' or 'adaptive'")
+        elif self.labeling_rate == "fixed":
+            stray = [f"--{n.replace('_', '-')}" for n in ("max_per_round", "gain", "epsilon")
+                     if getattr(self, n) is not None]
+            if stray:
+                problems.append(f"{', '.join(stray)} only apply with --labeling-rate adaptive")
+        if self.goal is not None and not 0 < self.goal <= 1:
+            problems.append(f"--goal = {self.goal}, must be an accuracy in (0, 1]")
+        if self.max_per_round is not None and self.max_per_round < 1:
+            problems.append(f"--max-per-round = {self.max_per_round}, must be >= 1")
+        if self.gain is not None and not 0 < self.gain <= 1:
+            problems.append(f"--gain = {self.gain}, must be in (0, 1]")
+        if self.epsilon is not None and not self.epsilon > 0:
+            problems.append(f"--epsilon = {self.epsilon}, must be > 0")
         if not isinstance(self.query_options, dict):
             problems.append("query_options must be a table of strategy options")
         if problems:

@@ -4,7 +4,7 @@ modAL and the strategies see only index arrays into the data set's images; the
 skorch net reads the images of each batch (lazily, for memory-mapped data).
 
 Round 0 trains on the initial labeled set. Each later round queries
-``per_round`` pool images with the strategy, reveals their labels (the
+``per_round`` pool images (or as many as the adaptive labeling rate asks for) with the strategy, reveals their labels (the
 simulated oracle) and teaches them, which retrains the model. After every round
 the state is committed to the run directory, so ``--resume`` continues from the
 last committed round.
@@ -25,6 +25,7 @@ from .config import RunConfig
 from .data import DataSet, Splits, load_dataset, make_splits
 from .errors import UsageError
 from .rundir import RunDirectory
+from .schedule import next_batch_size
 from .strategies.outputs import shared_model_outputs
 
 
@@ -46,6 +47,8 @@ class Oracle:
 def _stop_reason(config: RunConfig, state: dict, n_pool_left: int) -> str | None:
     if state["round"] >= config.rounds:
         return f"{config.rounds} rounds done"
+    if config.goal is not None and state["history"] and state["history"][-1]["val2_acc"] >= config.goal:
+        return f"val-2 accuracy goal of {config.goal:g} reached"
     if config.budget is not None and state["labels"] >= config.budget:
         return f"label budget of {config.budget} reached"
     if config.patience is not None and state["stale_rounds"] >= config.patience:
@@ -181,7 +184,7 @@ class ActiveLearningRun:
             if reason:
                 break
             round_ = state["round"] + 1
-            n = min(cfg.per_round, len(pool))
+            n = min(next_batch_size(cfg, state["history"]), len(pool))
             if cfg.budget is not None:
                 n = min(n, cfg.budget - state["labels"])
             t0 = time.perf_counter()

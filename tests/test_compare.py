@@ -118,3 +118,18 @@ def test_options_go_only_to_the_strategy_they_name(tmp_path):
     assert config["query_options"] == {"kmeans-boundary.n_clusters": 3}
     random_config = json.loads((out / "runs" / "random-s0" / "result.json").read_text())["config"]
     assert random_config["query_options"] == {}
+
+
+def test_report_goal_defaults_to_the_studys_and_can_be_overridden(study, tmp_path):
+    out, _ = study
+    assert "Cost to reach val-2 accuracy 0.9:" in (out / "report" / "report.md").read_text()  # study set none
+    result = invoke("report", out, "--goal", 0.55)
+    assert result.exit_code == 0, result.output
+    assert "Cost to reach val-2 accuracy 0.55:" in (out / "report" / "report.md").read_text()
+    result = invoke("report", out, "--goal", 1.5)
+    assert result.exit_code == 2 and "--goal = 1.5" in result.output
+    # a study made with --goal prices labels at that goal (its runs also stop there)
+    goal_study = tmp_path / "g"
+    result = invoke("compare", "--query", "random", "--seeds", 1, "--out", goal_study, *STUDY, "--goal", 0.3)
+    assert result.exit_code == 0, result.output
+    assert "Cost to reach val-2 accuracy 0.3:" in (goal_study / "report" / "report.md").read_text()
