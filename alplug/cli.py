@@ -218,13 +218,24 @@ def _numbers(text: str, name: str) -> list[float]:
 @cli.command()
 @_run_options
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per strategy: --seed, --seed+1, ...")
-@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Runs at a time (joblib processes).")
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Runs at a time. [default: 1 on this machine, as many as the cluster has cores on Ray/Dask]")
+@click.option("--backend", type=click.Choice(["local", "ray", "dask"]), default="local", show_default=True,
+              help="Where runs execute: joblib processes here, or a Ray or Dask cluster (study directory on a "
+                   "file system all workers share).")
+@click.option("--address", default=None,
+              help="Ray cluster: HOST:PORT, ray://HOST:10001, auto or local. [default: $RAY_ADDRESS, a cluster "
+                   "running here, else a new local one]")
+@click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786 (--backend dask).")
+@click.option("--threads", type=int, default=None,
+              help="Torch threads per run; the same seed and thread count give the same queries on any backend. "
+                   "[default: local: cores / --jobs; clusters: the worker's own setting]")
 @click.option("--out", "-o", type=click.Path(), default=None,
               help="Study directory; running the same command again resumes it. [default: studies/TIMESTAMP]")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file with run settings.")
 @_report_options
 @click.pass_context
-def compare(ctx, seeds, jobs, out, config_file, targets, label_cost, lambdas, **params):
+def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_file, targets, label_cost, lambdas, **params):
     """Run every strategy with every seed (identical splits per seed), then write the report.
 
     \b
@@ -240,8 +251,11 @@ def compare(ctx, seeds, jobs, out, config_file, targets, label_cost, lambdas, **
     given = {**(read_settings(config_file) if config_file else {}), **_explicit_settings(ctx, params)}
     queries = [q.strip() for q in str(given.pop("query", params["query"])).split(",") if q.strip()]
     first_seed = int(given.pop("seed", 0))
-    if seeds < 1 or jobs < 1:
-        raise UsageError(f"--seeds = {seeds} and --jobs = {jobs} must be >= 1")
+    for name, value in (("--seeds", seeds), ("--jobs", jobs), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} = {value}, must be >= 1")
+    if (address and backend != "ray") or (scheduler and backend != "dask"):
+        raise UsageError("--address goes with --backend ray, --scheduler with --backend dask")
     if len(set(queries)) != len(queries):
         raise UsageError(f"--query lists a strategy twice: {', '.join(queries)}")
     problems = []
@@ -262,8 +276,11 @@ def compare(ctx, seeds, jobs, out, config_file, targets, label_cost, lambdas, **
         ActiveLearningRun(dataclasses.replace(base, query=queries[0], seed=first_seed,
                                               query_options=options_for(queries[0], base.query_options)),
                           echo=lambda *_: None)
-    study.prepare()
-    outcomes = run_study(study, jobs=jobs, echo=click.echo)
+    from .backends import study_backend
+
+    with study_backend(backend, address or scheduler) as where:  # connects (or fails) before anything is written
+        study.prepare()
+        outcomes = run_study(study, jobs=jobs, echo=click.echo, backend=where, threads=threads)
     report = _write_report(study, targets_, base.goal or REPORT_GOAL, label_cost, lambdas_)
     failed = [o for o in outcomes if o.status == "failed"]
     click.echo(f"alplug compare: {len(outcomes) - len(failed)} of {len(outcomes)} runs finished; report in {report}")

@@ -44,3 +44,7 @@ class MissingDependencyError(AlplugError):
     """An optional package is not installed; the message says how to get it."""
 
     exit_code = 2
+
+
+class ClusterError(AlplugError):
+    """A Ray or Dask cluster that cannot be reached or used; nothing was started."""

@@ -4,7 +4,9 @@ Runs with the same seed share their splits and initial labeled set (both depend
 only on the data set and the seed), so strategies differ only in what they
 query. Re-running the same study resumes it: finished runs are kept,
 interrupted ones continue from their last committed round, failed ones are
-retried. Parallelism is joblib's; no scheduler of our own.
+retried. Parallelism is joblib's, on this machine or through Ray's or Dask's
+joblib backend (``alplug/backends.py``); no scheduler of our own. On a cluster
+the study directory must be on a file system every worker mounts at the same path.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from .backends import Backend
 from .config import RunConfig, check_settings
 from .errors import UsageError
 from .rundir import RunDirectory, atomic_write
@@ -29,11 +32,18 @@ class StudyRun:
         return f"{self.query.replace('+', '_then_')}-s{self.seed}"
 
 
+def _worker() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @dataclass
 class RunOutcome:
     run: StudyRun
     status: str  # "done" (already finished), "finished", "failed"
     error: str = ""
+    worker: str = dataclasses.field(default_factory=_worker)  # host:pid that ran it
 
 
 class Study:
@@ -89,14 +99,18 @@ class Study:
         return [r for r in self.runs if not (self.run_dir(r) / "result.json").is_file()]
 
 
-def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int) -> RunOutcome:
+def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int | None) -> RunOutcome:
     """Run (or resume) one run of a study; never raises, so one failure cannot stop the others."""
     run = StudyRun(query, seed)
     path = Path(study_path) / "runs" / run.name
+    if not (Path(study_path) / "study.toml").is_file():
+        return RunOutcome(run, "failed", f"the study directory {study_path} is not visible on this worker; "
+                                         "put it on a file system every worker mounts at the same path")
     try:
         import torch
 
-        torch.set_num_threads(threads)  # jobs x threads = cores
+        if threads:  # locally jobs x threads = cores; cluster workers keep their own setting
+            torch.set_num_threads(threads)
         from .loop import ActiveLearningRun
 
         if (path / "result.json").is_file():
@@ -118,23 +132,29 @@ def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int
         return RunOutcome(run, "failed", f"{type(exc).__name__}: {exc}")
 
 
-def run_study(study: Study, jobs: int = 1, echo=print) -> list[RunOutcome]:
-    """Run every pending run of ``study`` with joblib (``jobs`` processes); returns one outcome per run."""
-    from joblib import Parallel, delayed
+def run_study(study: Study, jobs: int | None = None, echo=print, backend: Backend | None = None,
+              threads: int | None = None) -> list[RunOutcome]:
+    """Run every pending run of ``study`` with joblib's active backend (``jobs`` at a time, or the
+    backend's default) and ``threads`` torch threads each; returns one outcome per run.
 
+    The thread count changes the order of float reductions, so the same seed gives the same queried
+    images across backends and machines only with the same ``threads``."""
+    backend = backend or Backend("loky", 1, True, "this machine")
     todo = study.pending()
     done = [RunOutcome(r, "done") for r in study.runs if r not in todo]
     if not todo:
         return done
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // max(1, jobs))
+    jobs = jobs or backend.n_jobs
+    if threads is None and backend.threads_per_run:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
     base = {k: v for k, v in study.base.to_dict().items() if v is not None}
-    echo(f"alplug compare: {len(todo)} of {len(study.runs)} runs to do, {jobs} at a time "
-         f"({threads} torch thread(s) each)")
+    at_a_time = "as many at a time as it has cores" if jobs == -1 else f"{jobs} at a time"
+    echo(f"alplug compare: {len(todo)} of {len(study.runs)} runs to do on {backend.where}, {at_a_time}"
+         + (f" ({threads} torch thread(s) each)" if threads else ""))
     outcomes = []
-    for outcome in Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(execute_run)(str(study.path), r.query, r.seed, base, threads) for r in todo):
+    calls = [(str(study.path), r.query, r.seed, base, threads) for r in todo]
+    for outcome in backend.map_unordered(execute_run, calls, jobs):
         outcomes.append(outcome)
         mark = "failed: " + outcome.error if outcome.status == "failed" else outcome.status
-        echo(f"  [{len(outcomes)}/{len(todo)}] {outcome.run.name}: {mark}")
+        echo(f"  [{len(outcomes)}/{len(todo)}] {outcome.run.name}: {mark} (on {outcome.worker})")
     return done + outcomes
