@@ -36,10 +36,10 @@ def cli():
     """Active learning for deep image classifiers: query strategies as plugins over modAL, skorch and torchvision."""
 
 
-def _run_options(f):
-    """The settings of RunConfig as options; defaults shown in --help come from RunConfig."""
+def _run_option_list():
+    """The settings of RunConfig as click options; defaults shown in --help come from RunConfig."""
     d = DEFAULTS
-    options = [
+    return [
         click.option("--query", "-q", default=d.query, show_default=True,
                      help="Query strategy name (see `alplug strategies`)."),
         click.option("--query-opt", "query_options", multiple=True, metavar="KEY=VALUE",
@@ -104,9 +104,22 @@ def _run_options(f):
         click.option("--val2-size", type=float, default=d.val2_size, show_default=True,
                      help="Validation set 2 (scores every round): fraction or count."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+
+
+def run_options(only: tuple[str, ...] | None = None):
+    """Decorator adding the run settings as options (``only``: these settings, by field name)."""
+
+    def decorate(f):
+        for option in reversed(_run_option_list()):
+            probe = option(lambda: None).__click_params__[0]
+            if only is None or probe.name in only:
+                f = option(f)
+        return f
+
+    return decorate
+
+
+_run_options = run_options()
 
 
 SETTING_NAMES = [f.name for f in dataclasses.fields(RunConfig)]
@@ -344,6 +357,16 @@ def strategies():
     for extra, names in sorted(missing.items()):
         click.echo(f"not installed: {', '.join(names)} (pip install \"alplug[{extra}]\")")
     click.echo("Combine two as FIRST+SECOND (e.g. entropy+model-outlier, option prefilter=4).")
+
+
+def _add_labeling_commands():
+    from .cli_project import label, project
+
+    cli.add_command(project)
+    cli.add_command(label)
+
+
+_add_labeling_commands()
 
 
 def main():

@@ -77,3 +77,27 @@ def write_image_folder(root: Path, rng, per_class=6, classes=("cat", "dog", "owl
     if corrupt:
         (root / classes[0] / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     return root
+
+
+def write_unlabeled_folder(root: Path, per_class=20, classes=("zero", "one", "two"), corrupt=True) -> dict:
+    """Digits 0, 1, 2 as an unlabeled image folder (nested dirs, mixed sizes, grayscale and RGB, PNG and
+    JPEG, one corrupt file); returns the truth as {relative path: class}."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    truth = {}
+    for ci, name in enumerate(classes):
+        images = digits.images[digits.target == ci][:per_class]
+        for i, img in enumerate(images):
+            a = (img * 255 / 16).astype(np.uint8)
+            im = Image.fromarray(a, mode="L").resize((16 + 4 * (i % 5), 16 + 4 * (i % 5)))
+            if i % 2:
+                im = im.convert("RGB")
+            rel = f"batch{i % 3}/{name[0]}{ci}_{i:03d}.{'png' if i % 4 else 'jpg'}"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            im.save(root / rel)
+            truth[rel] = name
+    if corrupt:
+        (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return truth

@@ -1,0 +1,210 @@
+"""`alplug project ...` and `alplug label`: labeling your own images, the model choosing what comes next."""
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import _explicit_settings, run_options
+from .config import RunConfig
+
+# The run settings that mean something for a labeling project (the data set is the project's folder,
+# and the person labeling decides when to stop).
+PROJECT_SETTINGS = ("query", "query_options", "model", "image_size", "per_round", "epochs", "lr", "batch_size",
+                    "weight_decay", "optimizer", "augment", "hflip", "weights", "dropout", "device", "seed")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers)
+        return "unknown"
+
+
+def _open(project: str):
+    from .project import ProjectStore
+
+    return ProjectStore(project)
+
+
+def _refuse_existing(path: str | None) -> None:
+    from .errors import UsageError
+
+    if path and Path(path).exists():
+        raise UsageError(f"{path} already exists; choose another --out (nothing is overwritten)")
+
+
+@click.group()
+def project():
+    """A labeling project: your images, your classes, the model choosing what to label next.
+
+    \b
+    alplug project init shoes --images ~/photos --classes boot,sandal,sneaker
+    alplug label shoes                  # label in the browser, or in another tool:
+    alplug project next shoes -n 50 --out to_label.csv
+    alplug project import shoes to_label.csv
+    alplug project export shoes --out labels.csv
+    """
+
+
+@project.command()
+@click.argument("project_dir", metavar="PROJECT", type=click.Path())
+@click.option("--images", "images_dir", required=True, type=click.Path(),
+              help="Folder of images (searched recursively; they stay where they are).")
+@click.option("--classes", required=True, help="Comma-separated class names, e.g. cat,dog,bird.")
+@run_options(only=PROJECT_SETTINGS)
+@click.pass_context
+def init(ctx, project_dir, images_dir, classes, **params):
+    """Create a labeling project (a directory with an SQLite database) for a folder of images."""
+    from .errors import UsageError
+    from .project.images import scan_images
+    from .project.store import ProjectStore
+    from .strategies import resolve_query
+
+    names = [c.strip() for c in classes.split(",")]
+    if len(names) < 2 or any(not c for c in names) or len(set(names)) != len(names):
+        raise UsageError(f"--classes {classes!r} must name at least two distinct, non-empty classes")
+    path = Path(project_dir)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"{path} already exists; choose another PROJECT directory (nothing is overwritten)")
+    settings = dataclasses.replace(RunConfig(), dataset="project", **_explicit_settings(ctx, params)).validate()
+    from .models import ARCHITECTURES
+
+    if settings.model not in ARCHITECTURES:
+        from .errors import UnknownNameError
+
+        raise UnknownNameError("model", settings.model, ARCHITECTURES)
+    resolve_query(settings.query, settings.query_options)  # unknown strategies fail before anything is made
+    root = Path(images_dir).expanduser().resolve()
+    rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
+    store = ProjectStore.create(path, root, names, settings, rows)
+    readable = sum(1 for r in rows if r[1])
+    click.echo(f"alplug project: {path} with {readable} images from {root} ({len(rows) - readable} unreadable, "
+               f"left out), classes {', '.join(names)}; {settings.query} with {settings.model}, "
+               f"{settings.per_round} per batch")
+    click.echo(f"next: `alplug label {path}` (browser) or `alplug project next {path} --out to_label.csv`")
+    store.close()
+
+
+@project.command(name="next")
+@click.argument("project_dir", metavar="PROJECT")
+@click.option("-n", "n", type=int, default=None, help="Images in the batch. [default: the project's --per-round]")
+@click.option("--out", "-o", type=click.Path(), default=None,
+              help="CSV to write (path,label with label empty). [default: PROJECT/batch-NNNN.csv]")
+def next_(project_dir, n, out):
+    """Train on the labels so far and queue the next batch (random while there are too few labels)."""
+    from .errors import UsageError
+    from .project.csvio import write_batch
+    from .project.learn import next_batch
+
+    store = _open(project_dir)
+    n = n if n is not None else store.settings.per_round
+    if n < 1:
+        raise UsageError(f"-n {n} must be >= 1")
+    _refuse_existing(out)
+    result = next_batch(store, n, echo=lambda m: click.echo(m, err=True))
+    if result.dropped:
+        click.echo(f"alplug project: {result.dropped} unlabeled image(s) of the previous batch went back to the pool",
+                   err=True)
+    if result.size == 0:
+        click.echo("alplug project: every image is labeled or skipped; nothing to queue")
+        return
+    target = Path(out) if out else store.project / f"batch-{result.batch:04d}.csv"
+    with open(target, "x", newline="") as f:
+        write_batch(store, result.batch, f)
+    acc = f", validation accuracy {result.val_accuracy:.3f}" if result.val_accuracy is not None else ""
+    click.echo(f"alplug project: batch {result.batch}, {result.size} images by {result.how} "
+               f"(trained on {result.trained_on} labels{acc}) -> {target}")
+    click.echo(f"fill in the label column, then `alplug project import {project_dir} {target}`")
+
+
+@project.command(name="import")
+@click.argument("project_dir", metavar="PROJECT")
+@click.argument("csv_file", metavar="CSV", type=click.Path())
+@click.option("--who", default=None, help="Who labeled them. [default: your login name]")
+@click.pass_context
+def import_(ctx, project_dir, csv_file, who):
+    """Import labels from a CSV with path and label columns; bad rows are reported, not imported."""
+    from .project.csvio import import_labels
+
+    store = _open(project_dir)
+    report = import_labels(store, Path(csv_file), who or _user())
+    click.echo(f"alplug project: imported {report.imported} label(s); {report.unchanged} unchanged, "
+               f"{report.blank} without a label, {len(report.rejected)} rejected")
+    for line, path, why in report.rejected[:20]:
+        click.echo(f"  line {line}: {path}: {why}", err=True)
+    if len(report.rejected) > 20:
+        click.echo(f"  ... and {len(report.rejected) - 20} more", err=True)
+    if report.rejected:
+        ctx.exit(1)
+
+
+@project.command()
+@click.argument("project_dir", metavar="PROJECT")
+@click.option("--out", "-o", type=click.Path(), default=None, help="CSV file to write. [default: standard output]")
+def export(project_dir, out):
+    """Write every label (path,label,who,at,source) as CSV."""
+    from .project.csvio import export_labels
+
+    store = _open(project_dir)
+    _refuse_existing(out)
+    if out:
+        with open(out, "x", newline="") as f:
+            n = export_labels(store, f)
+        click.echo(f"alplug project: {n} labels -> {out}", err=True)
+    else:
+        export_labels(store, sys.stdout)
+
+
+@project.command()
+@click.argument("project_dir", metavar="PROJECT")
+def status(project_dir):
+    """Labels so far, the queue, and each batch's training."""
+    store = _open(project_dir)
+    p = store.progress()
+    counts = {c: 0 for c in store.classes}
+    for row in store.current_labels():
+        counts[row[2]] += 1
+    click.echo(f"{store.project}: {p['labeled']} labeled, {p['remaining_in_batch']} waiting in the queue, "
+               f"{p['unlabeled']} unlabeled, {len(store.unreadable_images())} unreadable; images in {store.images_dir}")
+    click.echo("labels per class: " + ", ".join(f"{c} {k}" for c, k in counts.items()))
+    for b in store.batches():
+        acc = f"{b['val_accuracy']:.3f}" if b["val_accuracy"] is not None else "-"
+        click.echo(f"  batch {b['batch']:>3}  {b['created_at']}  {b['how']:<24} trained on {b['trained_on']:>5}  "
+                   f"val. accuracy {acc}  {b['seconds']:.1f} s")
+
+
+@click.command()
+@click.argument("project_dir", metavar="PROJECT")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback requires the token printed at start.")
+@click.option("--port", type=int, default=0, help="Port. [default: a free one, printed at start]")
+@click.option("-n", "--per-round", "per_round", type=int, default=None,
+              help="Images per batch before retraining. [default: the project's --per-round]")
+@click.option("--annotator", default=None, help="Name stored with each label. [default: your login name]")
+@click.option("--hint/--no-hint", default=False, show_default=True,
+              help="Show the model's guess and confidence (biases annotators; off by default).")
+def label(project_dir, host, port, per_round, annotator, hint):
+    """Label a project's images in the browser; the model picks each next batch.
+
+    \b
+    Keys: 1-9, 0, then q w e r ... for the classes (shown on the buttons),
+    Backspace undoes this tab's last label, Space skips, arrows move in the grid view.
+    """
+    from .errors import UsageError
+    from .project.server import serve
+
+    store = _open(project_dir)
+    n = per_round if per_round is not None else store.settings.per_round
+    store.close()
+    if n < 1 or not 0 <= port < 65536:
+        raise UsageError(f"-n {n} must be >= 1 and --port {port} in 0..65535")
+    try:
+        serve(project_dir, host=host, port=port, batch_size=n, annotator=annotator or _user(), hint=hint,
+              echo=click.echo)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
+                         "or --host") from None

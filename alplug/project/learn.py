@@ -1,0 +1,112 @@
+"""Train on a project's labels so far and queue the next batch: modAL's ActiveLearner with the project's
+strategy, exactly as in `alplug run`, but the oracle is a person.
+
+Until the labels can train a model (at least two classes labeled and
+``MIN_LABELS_PER_CLASS`` labels per class on average), batches are drawn at
+random, seeded. A fifth of the labels (at least one per class that has two) is
+held out to report the model's validation accuracy; the model that queries is
+trained on the rest.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..loop import round_seed
+from .images import is_colour, project_images
+from .store import ProjectStore
+
+MIN_LABELS_PER_CLASS = 2
+VAL_FRACTION = 0.2
+DEFAULT_IMAGE_SIZE = 64
+
+
+@dataclass
+class BatchResult:
+    batch: int
+    size: int
+    how: str
+    trained_on: int
+    val_accuracy: float | None
+    dropped: int
+    seconds: float
+
+
+def _holdout(y: np.ndarray, seed: int) -> np.ndarray:
+    """Boolean mask of held-out labels: VAL_FRACTION of each class that has at least two."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        if len(members) >= 2:
+            k = max(1, int(round(VAL_FRACTION * len(members))))
+            mask[rng.choice(members, size=k, replace=False)] = True
+    return mask
+
+
+def next_batch(store: ProjectStore, n: int, echo=lambda *_: None) -> BatchResult:
+    """Queue the next ``n`` images to label (fewer when the pool runs out)."""
+    t0 = time.perf_counter()
+    cfg, classes = store.settings, store.classes
+    ids, paths = store.readable_images()
+    position = {image_id: i for i, image_id in enumerate(ids)}
+    labeled = store.current_labels()
+    batch_number = len(store.batches()) + 1
+    seed = round_seed(cfg.seed, batch_number)
+    pool = np.asarray([position[i] for i in store.pool()], dtype=np.int64)
+    n = min(n, len(pool))
+    y = np.asarray([classes.index(row[2]) for row in labeled], dtype=np.int64)
+    enough = len(np.unique(y)) >= 2 and len(y) >= MIN_LABELS_PER_CLASS * len(classes)
+    hints, val_acc, trained_on = None, None, 0
+    if n == 0:
+        chosen, how = np.array([], dtype=np.int64), "pool empty"
+    elif not enough:
+        chosen, how = np.random.default_rng(seed).choice(pool, size=n, replace=False), "random (too few labels)"
+    else:
+        import torch
+
+        from ..estimators import make_estimator
+        from ..modal_compat import active_learner_class
+        from ..strategies import resolve_query
+        from ..strategies.outputs import shared_model_outputs
+
+        X = project_images(store.images_dir, paths, cfg.image_size or DEFAULT_IMAGE_SIZE, is_colour(store.modes()))
+        labeled_pos = np.asarray([position[row[0]] for row in labeled], dtype=np.int64)
+        held = _holdout(y, seed)
+        echo(f"training {cfg.model} on {int((~held).sum())} labels ...")
+        torch.manual_seed(seed)
+        estimator = make_estimator(
+            cfg.model, in_channels=X.shape[1], num_classes=len(classes), dropout=cfg.dropout,
+            image_size=cfg.image_size or DEFAULT_IMAGE_SIZE, weights=cfg.weights, lr=cfg.lr,
+            batch_size=cfg.batch_size, epochs=cfg.epochs, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
+            augment=cfg.augment, hflip=cfg.hflip, device=cfg.device, images=X)
+        learner = active_learner_class()(estimator, resolve_query(cfg.query, cfg.query_options),
+                                         X_training=labeled_pos[~held], y_training=y[~held])
+        trained_on = int((~held).sum())
+        if held.any():
+            val_acc = float(np.mean(estimator.predict(labeled_pos[held]) == y[held]))
+        with shared_model_outputs():
+            idx, _ = learner.query(pool, n_instances=n, random_state=seed)
+        chosen = pool[np.asarray(idx, dtype=np.int64)]
+        proba = estimator.predict_proba(chosen)
+        hints = [(classes[int(p.argmax())], float(p.max())) for p in proba]
+        how = cfg.query
+        _save_model(store, estimator)
+    batch, dropped = store.new_batch([ids[i] for i in chosen], how, trained_on, val_acc,
+                                     time.perf_counter() - t0, hints)
+    return BatchResult(batch, len(chosen), how, trained_on, val_acc, dropped, time.perf_counter() - t0)
+
+
+def _save_model(store: ProjectStore, estimator) -> None:
+    """The latest model, for use outside alplug (a state dict, like a run directory's model.pt)."""
+    import io
+
+    import torch
+
+    from ..rundir import atomic_write
+
+    buf = io.BytesIO()
+    torch.save(estimator.module_.state_dict(), buf)
+    atomic_write(store.project / "model.pt", buf.getvalue())

@@ -1,0 +1,336 @@
+"""The state of a labeling project in one SQLite file: images, labels (who, when), batches and the queue.
+
+SQLite because it is in the standard library, needs no server, and commits
+each label durably on its own (WAL journal, synchronous=FULL): closing the
+browser, killing the server or a power cut loses nothing that was submitted.
+Labels are never overwritten: an image's label is its newest row that was not
+undone, so the table is also the audit trail.
+
+Several processes and threads may hold a ``ProjectStore`` on the same file (the
+web server's request threads, its retraining thread, ``alplug project``
+commands); every change is one ``BEGIN IMMEDIATE`` transaction.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import RunConfig
+from ..errors import UsageError
+
+DB_NAME = "project.sqlite"
+SCHEMA_VERSION = 1
+LEASE_SECONDS = 600  # an image shown in a tab is kept from other tabs this long
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,          -- relative to the images directory, '/'-separated
+    readable INTEGER NOT NULL,
+    problem TEXT,                       -- why an unreadable image was left out
+    mode TEXT                           -- PIL mode: L, RGB, ...
+);
+CREATE TABLE labels (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    label TEXT NOT NULL,
+    who TEXT NOT NULL,
+    at TEXT NOT NULL,                   -- ISO 8601, UTC
+    source TEXT NOT NULL,               -- 'web' or 'import'
+    client TEXT,                        -- the browser tab, for undo
+    undone_at TEXT
+);
+CREATE INDEX labels_by_image ON labels(image_id);
+CREATE TABLE batches (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    how TEXT NOT NULL,                  -- the strategy, or 'random' while there are too few labels
+    trained_on INTEGER NOT NULL,        -- labels the model was trained on (0: no model)
+    val_accuracy REAL,                  -- on labels held out from that training
+    seconds REAL NOT NULL
+);
+CREATE TABLE queue (
+    batch_id INTEGER NOT NULL REFERENCES batches(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    position INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending, labeled, skipped, dropped
+    leased_by TEXT,
+    leased_until REAL,
+    hint_label TEXT,                    -- the model's guess when it was queued
+    hint_confidence REAL,
+    done_by TEXT,
+    done_at TEXT,
+    PRIMARY KEY (batch_id, image_id)
+);
+CREATE INDEX queue_pending ON queue(status, batch_id, position);
+CREATE VIEW current_labels AS
+    SELECT l.image_id, l.label, l.who, l.at, l.source FROM labels l
+    WHERE l.undone_at IS NULL
+      AND l.id = (SELECT max(id) FROM labels WHERE image_id = l.image_id AND undone_at IS NULL);
+"""
+
+
+def now_iso() -> str:
+    from datetime import datetime, timezone
+
+    # milliseconds: undo tells a tab's last label from its last skip by this order
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class QueueItem:
+    image_id: int
+    path: str
+    batch_id: int
+    hint_label: str | None = None
+    hint_confidence: float | None = None
+
+    def to_json(self, hint: bool) -> dict:
+        out = {"image_id": self.image_id, "path": self.path, "batch": self.batch_id}
+        if hint and self.hint_label is not None:
+            out.update(hint=self.hint_label, confidence=round(self.hint_confidence, 3))
+        return out
+
+
+class ProjectStore:
+    """One connection to a project's database; open one per thread."""
+
+    def __init__(self, project: str | Path):
+        self.project = Path(project)
+        db = self.project / DB_NAME
+        if not db.is_file():
+            raise UsageError(f"{self.project} is not an alplug labeling project (no {DB_NAME}); "
+                             "create one with `alplug project init`")
+        self.db = self._connect(db)
+        version = int(self._meta("schema_version"))
+        if version != SCHEMA_VERSION:
+            raise UsageError(f"{self.project} was made by another alplug version (schema {version}); "
+                             f"this one reads schema {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # a committed label survives a power cut
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    @classmethod
+    def create(cls, project: str | Path, images_dir: Path, classes: list[str], settings: RunConfig,
+               images: list[tuple[str, bool, str | None, str | None]]) -> "ProjectStore":
+        """A new project directory; ``images`` rows are (relative path, readable, problem, mode)."""
+        project = Path(project)
+        project.mkdir(parents=True, exist_ok=True)
+        tmp = project / (DB_NAME + ".creating")
+        tmp.unlink(missing_ok=True)
+        db = cls._connect(tmp)
+        db.executescript(SCHEMA)
+        db.execute("BEGIN")
+        for key, value in (("schema_version", str(SCHEMA_VERSION)), ("images_dir", str(images_dir)),
+                           ("classes", json.dumps(classes)), ("settings", settings.to_toml()),
+                           ("created_at", now_iso())):
+            db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+        db.executemany("INSERT INTO images (path, readable, problem, mode) VALUES (?, ?, ?, ?)",
+                       [(p, int(ok), why, mode) for p, ok, why, mode in images])
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        tmp.rename(project / DB_NAME)  # the project exists only once it is complete
+        return cls(project)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ---- what the project is -------------------------------------------------
+    def _meta(self, key: str) -> str:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else "0"
+
+    @property
+    def images_dir(self) -> Path:
+        return Path(self._meta("images_dir"))
+
+    @property
+    def classes(self) -> list[str]:
+        return json.loads(self._meta("classes"))
+
+    @property
+    def settings(self) -> RunConfig:
+        import tomllib
+
+        return RunConfig.from_dict(tomllib.loads(self._meta("settings")), source=f"{self.project} settings")
+
+    def readable_images(self) -> tuple[list[int], list[str]]:
+        rows = self.db.execute("SELECT id, path FROM images WHERE readable = 1 ORDER BY id").fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def modes(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT DISTINCT mode FROM images WHERE readable = 1")}
+
+    def unreadable_images(self) -> list[tuple[str, str]]:
+        return self.db.execute("SELECT path, problem FROM images WHERE readable = 0 ORDER BY path").fetchall()
+
+    def image_path(self, image_id: int) -> str | None:
+        row = self.db.execute("SELECT path FROM images WHERE id = ? AND readable = 1", (image_id,)).fetchone()
+        return row[0] if row else None
+
+    def image_id(self, path: str) -> int | None:
+        row = self.db.execute("SELECT id FROM images WHERE path = ? AND readable = 1", (path,)).fetchone()
+        return row[0] if row else None
+
+    def image_ids_by_path(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT path, id FROM images WHERE readable = 1").fetchall())
+
+    # ---- labels ----------------------------------------------------------------
+    def current_labels(self) -> list[tuple]:
+        """(image_id, path, label, who, at, source) of every labeled image, in image order."""
+        return self.db.execute("SELECT c.image_id, i.path, c.label, c.who, c.at, c.source FROM current_labels c "
+                               "JOIN images i ON i.id = c.image_id ORDER BY c.image_id").fetchall()
+
+    def check_label(self, label: str) -> str:
+        if label not in self.classes:
+            raise UsageError(f"unknown class {label!r}; the project's classes are {', '.join(self.classes)}")
+        return label
+
+    def add_label(self, image_id: int, label: str, who: str, source: str, client: str | None = None,
+                  only_if_pending: bool = False) -> bool:
+        """Record a label (one committed transaction). With ``only_if_pending`` (the web page), an image
+        another tab labeled meanwhile is refused: returns False and records nothing."""
+        self.check_label(label)
+        with self.transaction() as db:
+            if only_if_pending and db.execute("SELECT 1 FROM current_labels WHERE image_id = ?",
+                                              (image_id,)).fetchone():
+                return False
+            at = now_iso()
+            db.execute("INSERT INTO labels (image_id, label, who, at, source, client) VALUES (?, ?, ?, ?, ?, ?)",
+                       (image_id, label, who, at, source, client))
+            db.execute("UPDATE queue SET status = 'labeled', done_by = ?, done_at = ?, leased_by = NULL "
+                       "WHERE image_id = ? AND status = 'pending'", (who, at, image_id))
+        return True
+
+    def skip(self, image_id: int, who: str, client: str) -> None:
+        """Leave an image out of this and later batches (it stays unlabeled)."""
+        with self.transaction() as db:
+            db.execute("UPDATE queue SET status = 'skipped', done_by = ?, done_at = ?, leased_by = ? "
+                       "WHERE image_id = ? AND status = 'pending'", (who, now_iso(), client, image_id))
+
+    def undo(self, client: str) -> QueueItem | None:
+        """Take back this tab's last label or skip (never another tab's); its image goes back to that tab."""
+        with self.transaction() as db:
+            label = db.execute("SELECT id, image_id, at FROM labels WHERE client = ? AND undone_at IS NULL "
+                               "ORDER BY id DESC LIMIT 1", (client,)).fetchone()
+            skip = db.execute("SELECT image_id, done_at, batch_id FROM queue WHERE leased_by = ? AND "
+                              "status = 'skipped' ORDER BY done_at DESC, rowid DESC LIMIT 1", (client,)).fetchone()
+            if label and (not skip or label[2] >= skip[1]):
+                db.execute("UPDATE labels SET undone_at = ? WHERE id = ?", (now_iso(), label[0]))
+                image_id = label[1]
+                status = "labeled"
+            elif skip:
+                image_id, status = skip[0], "skipped"
+            else:
+                return None
+            # back into the newest batch that held it, leased to this tab
+            row = db.execute("SELECT batch_id FROM queue WHERE image_id = ? AND status = ? "
+                             "ORDER BY batch_id DESC LIMIT 1", (image_id, status)).fetchone()
+            if row:
+                db.execute("UPDATE queue SET status = 'pending', leased_by = ?, leased_until = ?, done_by = NULL, "
+                           "done_at = NULL WHERE batch_id = ? AND image_id = ?",
+                           (client, time.time() + LEASE_SECONDS, row[0], image_id))
+        return self._item(image_id)
+
+    def _item(self, image_id: int) -> QueueItem:
+        row = self.db.execute("SELECT q.image_id, i.path, q.batch_id, q.hint_label, q.hint_confidence FROM queue q "
+                              "JOIN images i ON i.id = q.image_id WHERE q.image_id = ? "
+                              "ORDER BY q.batch_id DESC LIMIT 1", (image_id,)).fetchone()
+        if row is None:
+            return QueueItem(image_id, self.image_path(image_id), 0)
+        return QueueItem(*row)
+
+    # ---- the queue ---------------------------------------------------------------
+    def lease(self, client: str, n: int = 1, keep: tuple[int, ...] = ()) -> list[QueueItem]:
+        """Up to ``n`` pending images for this tab: those it already holds, then ones no other tab holds.
+
+        ``keep``: image ids the tab is showing; their leases are renewed."""
+        now = time.time()
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT q.image_id, i.path, q.batch_id, q.hint_label, q.hint_confidence, q.leased_by FROM queue q "
+                "JOIN images i ON i.id = q.image_id WHERE q.status = 'pending' "
+                "AND (q.leased_by IS NULL OR q.leased_by = ? OR q.leased_until < ?) "
+                "ORDER BY (q.leased_by IS NOT NULL AND q.leased_by = ?) DESC, q.batch_id, q.position",
+                (client, now, client)).fetchall()
+            items = [QueueItem(*r[:5]) for r in rows if r[0] not in keep][:max(0, n)]
+            ids = [it.image_id for it in items] + list(keep)
+            db.executemany("UPDATE queue SET leased_by = ?, leased_until = ? WHERE image_id = ? AND status = 'pending'",
+                           [(client, now + LEASE_SECONDS, i) for i in ids])
+        return items
+
+    def release(self, client: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE queue SET leased_by = NULL WHERE leased_by = ? AND status = 'pending'", (client,))
+
+    def release_all(self) -> None:
+        """Forget every lease (a new server: the tabs of the old one are gone)."""
+        with self.transaction() as db:
+            db.execute("UPDATE queue SET leased_by = NULL, leased_until = NULL WHERE status = 'pending'")
+
+    def pending_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM queue WHERE status = 'pending'").fetchone()[0]
+
+    def pool(self) -> list[int]:
+        """Readable images that are unlabeled, not skipped and not waiting in the queue."""
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM images WHERE readable = 1 "
+            "AND id NOT IN (SELECT image_id FROM current_labels) "
+            "AND id NOT IN (SELECT image_id FROM queue WHERE status IN ('pending', 'skipped')) ORDER BY id")]
+
+    def new_batch(self, image_ids: list[int], how: str, trained_on: int, val_accuracy: float | None,
+                  seconds: float, hints: list[tuple[str, float]] | None = None) -> tuple[int, int]:
+        """Queue a batch; unlabeled images still pending from earlier batches go back to the pool.
+        Returns (batch id, images dropped)."""
+        hints = hints or [(None, None)] * len(image_ids)
+        with self.transaction() as db:
+            dropped = db.execute("UPDATE queue SET status = 'dropped', leased_by = NULL "
+                                 "WHERE status = 'pending'").rowcount
+            batch = db.execute("INSERT INTO batches (created_at, how, trained_on, val_accuracy, seconds) "
+                               "VALUES (?, ?, ?, ?, ?)",
+                               (now_iso(), how, trained_on, val_accuracy, round(seconds, 3))).lastrowid
+            db.executemany("INSERT INTO queue (batch_id, image_id, position, hint_label, hint_confidence) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           [(batch, int(i), pos, h[0], h[1]) for pos, (i, h) in enumerate(zip(image_ids, hints))])
+        return batch, dropped
+
+    def batches(self) -> list[dict]:
+        cols = ("batch", "created_at", "how", "trained_on", "val_accuracy", "seconds")
+        return [dict(zip(cols, r)) for r in self.db.execute(
+            "SELECT id, created_at, how, trained_on, val_accuracy, seconds FROM batches ORDER BY id")]
+
+    def progress(self) -> dict:
+        labeled = self.db.execute("SELECT count(*) FROM current_labels").fetchone()[0]
+        batches = self.batches()
+        last = batches[-1] if batches else None
+        trained = [b for b in batches if b["val_accuracy"] is not None]
+        return {
+            "labeled": labeled,
+            "remaining_in_batch": self.pending_count(),
+            "batch": last["batch"] if last else None,
+            "batch_size": (self.db.execute("SELECT count(*) FROM queue WHERE batch_id = ?",
+                                           (last["batch"],)).fetchone()[0] if last else 0),
+            "val_accuracy": trained[-1]["val_accuracy"] if trained else None,
+            "unlabeled": len(self.pool()) + self.pending_count(),
+        }

@@ -1,0 +1,62 @@
+"""A labeling project on generated images, and an `alplug label` server in a subprocess."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from alplug.cli import cli
+from data_formats import write_unlabeled_folder
+
+# Small and fast: 32 px, one epoch, six images per batch (two per class trains a model after batch 1).
+PROJECT_SETTINGS = ["--image-size", "32", "--epochs", "1", "--per-round", "6", "--batch-size", "8"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def make_project(tmp_path: Path, per_class=8, *extra) -> tuple[Path, dict]:
+    truth = write_unlabeled_folder(tmp_path / "images", per_class=per_class)
+    project = tmp_path / "proj"
+    result = invoke("project", "init", project, "--images", tmp_path / "images", "--classes", "zero,one,two",
+                    *PROJECT_SETTINGS, *extra)
+    assert result.exit_code == 0, result.output
+    return project, truth
+
+
+class LabelServer:
+    """`alplug label PROJECT` in its own process (so a test can SIGKILL it)."""
+
+    def __init__(self, project: Path, *args):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen([sys.executable, "-m", "alplug.cli", "label", str(project), *map(str, args)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines = []
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise AssertionError("server exited:\n" + "".join(self.lines))
+            self.lines.append(line)
+            match = re.search(r"at (http://\S+/)(\?token=(\S+))?", line)
+            if match:
+                self.url, self.token = match.group(1), match.group(3)
+                return
+        raise AssertionError("server did not start:\n" + "".join(self.lines))
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
