@@ -372,6 +372,3 @@ _add_labeling_commands()
 def main():
     cli(prog_name="alplug")
 
-
-if __name__ == "__main__":
-    main()

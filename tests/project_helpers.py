@@ -34,7 +34,7 @@ class LabelServer:
 
     def __init__(self, project: Path, *args):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen([sys.executable, "-m", "alplug.cli", "label", str(project), *map(str, args)],
+        self.process = subprocess.Popen([sys.executable, "-m", "alplug", "label", str(project), *map(str, args)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines = []
         deadline = time.time() + 60

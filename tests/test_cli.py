@@ -190,7 +190,7 @@ def test_resume_after_kill_gives_the_same_run(tmp_path):
     assert invoke("run", "--out", whole, *args).exit_code == 0
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "alplug.cli", "run", "--out", str(killed), *args],
+    proc = subprocess.Popen([sys.executable, "-m", "alplug", "run", "--out", str(killed), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     try:

@@ -1,0 +1,4 @@
+"""`python -m alplug` is the `alplug` command."""
+from alplug.cli import main
+
+main()
