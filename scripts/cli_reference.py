@@ -21,8 +21,13 @@ def render() -> str:
     commands = [("alplug", cli, ctx)]
     for name in cli.list_commands(ctx):
         command = cli.get_command(ctx, name)
-        commands.append((f"alplug {name}", command, click.Context(command, info_name=name,
-                                                                   parent=ctx, terminal_width=100)))
+        cctx = click.Context(command, info_name=name, parent=ctx, terminal_width=100)
+        commands.append((f"alplug {name}", command, cctx))
+        if isinstance(command, click.Group):  # alplug project init, next, ...
+            for sub in command.list_commands(cctx):
+                subcommand = command.get_command(cctx, sub)
+                commands.append((f"alplug {name} {sub}", subcommand,
+                                 click.Context(subcommand, info_name=sub, parent=cctx, terminal_width=100)))
     for title, command, cctx in commands:
         parts += [f"## `{title}`", "", "```text", command.get_help(cctx), "```", ""]
     return "\n".join(parts)

@@ -29,7 +29,9 @@ def read_history(run_dir: Path, drop_timing=True):
     return rows
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["strategies"], ["compare"], ["report"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["strategies"], ["compare"], ["report"], ["label"], ["project"],
+                                     ["project", "init"], ["project", "next"], ["project", "import"],
+                                     ["project", "export"], ["project", "status"]])
 def test_help_on_every_command(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -44,7 +46,8 @@ def test_strategies_lists_the_built_ins_with_their_distribution():
 
 
 def test_cli_start_up_does_not_import_torch_or_modal():
-    code = "import sys, alplug.cli; print(sorted(m for m in ('torch', 'modAL', 'skorch', 'baal') if m in sys.modules))"
+    code = ("import sys, alplug.cli; print(sorted(m for m in ('torch', 'modAL', 'skorch', 'baal', 'flask', 'ray', "
+            "'distributed') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
