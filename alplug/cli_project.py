@@ -78,6 +78,10 @@ def init(ctx, project_dir, images_dir, classes, **params):
 
         raise UnknownNameError("model", settings.model, ARCHITECTURES)
     resolve_query(settings.query, settings.query_options)  # unknown strategies fail before anything is made
+    if settings.weights:
+        from .models import load_state_dict
+
+        load_state_dict(settings.model, settings.weights)  # a missing or foreign weights file fails now
     root = Path(images_dir).expanduser().resolve()
     rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
     store = ProjectStore.create(path, root, names, settings, rows)

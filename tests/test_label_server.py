@@ -203,3 +203,56 @@ def test_off_loopback_server_prints_a_token_and_requires_it(project):
             assert r.status == 200
     finally:
         server.stop()
+
+
+def test_a_failed_retraining_is_shown_and_retried_and_the_page_keeps_answering(tmp_path, monkeypatch):
+    import time
+
+    import torch
+    import torchvision
+
+    import alplug.project.server as server_module
+
+    weights = tmp_path / "w.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    project, truth = make_project(tmp_path, 8, "--weights", weights)
+    client = client_for(project)
+    first = post(client, "/api/lease", client="a", n=6).get_json()  # starts the random first batch
+    deadline = time.time() + 30
+    while not first["items"] and time.time() < deadline:
+        time.sleep(0.2)
+        first = post(client, "/api/lease", client="a", n=6).get_json()
+    weights.unlink()  # the weights file goes away before the first model is trained
+    for item in first["items"]:
+        assert post(client, "/api/label", client="a", image_id=item["image_id"], label=truth[item["path"]]).status_code == 200
+    deadline, state = time.time() + 120, {}
+    while time.time() < deadline:
+        state = post(client, "/api/lease", client="a", n=1).get_json()
+        if state["error"]:
+            break
+        time.sleep(0.5)
+    assert "does not exist" in state["error"] and state["items"] == []
+    assert client.get("/api/status").status_code == 200  # still answering
+    # the weights come back: the next poll after RETRY_SECONDS retrains and queues batch 2
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    monkeypatch.setattr(server_module, "RETRY_SECONDS", 0)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        state = post(client, "/api/lease", client="a", n=1).get_json()
+        if state["items"]:
+            break
+        time.sleep(0.5)
+    assert state["items"] and state["progress"]["batch"] == 2 and state["error"] is None
+
+
+def test_images_deleted_since_init_are_left_out(project):
+    project, truth = project
+    store = ProjectStore(project)
+    gone = sorted(truth)[0]
+    (store.images_dir / gone).unlink()
+    from alplug.project.learn import next_batch
+
+    next_batch(store, 6)
+    assert gone not in store.readable_images()[1]
+    assert (gone, "missing since init") in store.unreadable_images()
+    store.close()

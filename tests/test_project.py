@@ -40,6 +40,7 @@ def test_init_records_every_readable_image_and_reports_the_corrupt_one(tmp_path)
     (["--classes", "a,b", "--query", "margn"], "did you mean 'margin'"),
     (["--classes", "a,b", "--model", "resnet19"], "did you mean 'resnet18'"),
     (["--classes", "a,b", "--images", "/no/such/folder"], "does not exist"),
+    (["--classes", "a,b", "--weights", "/no/such/w.pt"], "does not exist"),
 ])
 def test_bad_init_is_one_line_and_creates_nothing(tmp_path, args, message):
     (tmp_path / "images").mkdir()

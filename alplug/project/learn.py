@@ -51,8 +51,13 @@ def next_batch(store: ProjectStore, n: int, echo=lambda *_: None) -> BatchResult
     t0 = time.perf_counter()
     cfg, classes = store.settings, store.classes
     ids, paths = store.readable_images()
+    gone = [i for i, p in zip(ids, paths) if not (store.images_dir / p).is_file()]
+    if gone:  # deleted or moved since init: left out from now on (their labels stay in the history)
+        echo(f"{len(gone)} image(s) are no longer in {store.images_dir}; leaving them out")
+        store.mark_unreadable(gone, "missing since init")
+        ids, paths = store.readable_images()
     position = {image_id: i for i, image_id in enumerate(ids)}
-    labeled = store.current_labels()
+    labeled = [row for row in store.current_labels() if row[0] in position]
     batch_number = len(store.batches()) + 1
     seed = round_seed(cfg.seed, batch_number)
     pool = np.asarray([position[i] for i in store.pool()], dtype=np.int64)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import threading
+import time
 import traceback
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,7 @@ from .store import ProjectStore
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 KEYS = list("1234567890qwertyiopadfghjklcvbnm")  # one per class; Backspace undoes, Space skips
 GRID_CELLS = 12
+RETRY_SECONDS = 30  # after a failed retraining, the next poll this much later tries again
 
 
 class Retrainer:
@@ -36,6 +38,7 @@ class Retrainer:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.error: str | None = None
+        self.failed_at = 0.0
         self.last = None
 
     @property
@@ -44,7 +47,7 @@ class Retrainer:
 
     def start(self) -> None:
         with self.lock:
-            if self.running:
+            if self.running or (self.error and time.monotonic() - self.failed_at < RETRY_SECONDS):
                 return
             self.error = None
             self.thread = threading.Thread(target=self._work, name="alplug-retrain", daemon=True)
@@ -60,8 +63,8 @@ class Retrainer:
                 b = self.last
                 acc = f", validation accuracy {b.val_accuracy:.3f}" if b.val_accuracy is not None else ""
                 self.log(f"batch {b.batch}: {b.size} images by {b.how} ({b.seconds:.1f} s{acc})")
-        except Exception as exc:  # shown on the page; the next poll after a fix retries
-            self.error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # shown on the page; a poll RETRY_SECONDS later tries again
+            self.error, self.failed_at = f"{type(exc).__name__}: {exc}", time.monotonic()
             self.log(f"retraining failed: {self.error}\n{traceback.format_exc()}")
         finally:
             store.close()
@@ -126,7 +129,7 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     def state(**extra) -> dict:
         s = store()
         progress = s.progress()
-        if progress["remaining_in_batch"] == 0 and progress["unlabeled"] > 0 and retrainer.error is None:
+        if progress["remaining_in_batch"] == 0 and progress["unlabeled"] > 0:
             retrainer.start()
         return {"progress": progress, "training": retrainer.running, "error": retrainer.error, **extra}
 

@@ -24,7 +24,7 @@ from ..errors import UsageError
 
 DB_NAME = "project.sqlite"
 SCHEMA_VERSION = 1
-LEASE_SECONDS = 600  # an image shown in a tab is kept from other tabs this long
+LEASE_SECONDS = 120  # an image shown in a tab is kept from other tabs this long (the page renews it)
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -181,6 +181,12 @@ class ProjectStore:
 
     def modes(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT DISTINCT mode FROM images WHERE readable = 1")}
+
+    def mark_unreadable(self, image_ids: list[int], problem: str) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE images SET readable = 0, problem = ? WHERE id = ?", [(problem, i) for i in image_ids])
+            db.executemany("UPDATE queue SET status = 'dropped', leased_by = NULL WHERE image_id = ? AND "
+                           "status = 'pending'", [(i,) for i in image_ids])
 
     def unreadable_images(self) -> list[tuple[str, str]]:
         return self.db.execute("SELECT path, problem FROM images WHERE readable = 0 ORDER BY path").fetchall()
