@@ -86,9 +86,9 @@ def init(ctx, project_dir, images_dir, classes, **params):
     rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
     store = ProjectStore.create(path, root, names, settings, rows)
     readable = sum(1 for r in rows if r[1])
-    click.echo(f"alplug project: {path} with {readable} images from {root} ({len(rows) - readable} unreadable, "
-               f"left out), classes {', '.join(names)}; {settings.query} with {settings.model}, "
-               f"{settings.per_round} per batch")
+    unreadable = f" ({len(rows) - readable} unreadable, left out)" if len(rows) > readable else ""
+    click.echo(f"alplug project: {path} with {readable} images from {root}{unreadable}, classes {', '.join(names)}; "
+               f"{settings.query} with {settings.model}, {settings.per_round} per batch")
     click.echo(f"next: `alplug label {path}` (browser) or `alplug project next {path} --out to_label.csv`")
     store.close()
 
@@ -172,8 +172,8 @@ def status(project_dir):
     counts = {c: 0 for c in store.classes}
     for row in store.current_labels():
         counts[row[2]] += 1
-    click.echo(f"{store.project}: {p['labeled']} labeled, {p['remaining_in_batch']} waiting in the queue, "
-               f"{p['unlabeled']} unlabeled, {len(store.unreadable_images())} unreadable; images in {store.images_dir}")
+    click.echo(f"{store.project}: {p['labeled']} labeled, {p['unlabeled']} unlabeled ({p['remaining_in_batch']} of "
+               f"them waiting in the queue), {len(store.unreadable_images())} unreadable; images in {store.images_dir}")
     click.echo("labels per class: " + ", ".join(f"{c} {k}" for c, k in counts.items()))
     for b in store.batches():
         acc = f"{b['val_accuracy']:.3f}" if b["val_accuracy"] is not None else "-"

@@ -31,7 +31,7 @@ def test_init_records_every_readable_image_and_reports_the_corrupt_one(tmp_path)
     assert {p for p, ok in paths.items() if ok} == set(truth)  # nested, mixed sizes, gray and RGB, PNG and JPEG
     assert paths["broken.png"] == 0
     result = invoke("project", "status", project)
-    assert "24 unlabeled, 1 unreadable" in result.output and "zero 0, one 0, two 0" in result.output
+    assert "24 unlabeled (0 of them waiting in the queue), 1 unreadable" in result.output and "zero 0, one 0, two 0" in result.output
 
 
 @pytest.mark.parametrize("args,message", [
