@@ -256,3 +256,28 @@ def test_images_deleted_since_init_are_left_out(project):
     assert gone not in store.readable_images()[1]
     assert (gone, "missing since init") in store.unreadable_images()
     store.close()
+
+
+def test_the_page_keeps_answering_while_the_model_retrains(project):
+    import time
+
+    project, truth = project
+    server = LabelServer(project, "--port", 0)
+    try:
+        items = _api(server.url, "api/lease", {"client": "a", "n": 6})["items"]
+        for item in items:  # the last label ends batch 1 and starts the retraining thread
+            _api(server.url, "api/label", {"client": "a", "image_id": item["image_id"], "label": truth[item["path"]]})
+        seen_training, slowest = False, 0.0
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            t0 = time.perf_counter()
+            state = _api(server.url, "api/lease", {"client": "a", "n": 1})
+            slowest = max(slowest, time.perf_counter() - t0)
+            seen_training |= state["training"]
+            if state["items"]:
+                break
+            time.sleep(0.2)
+        assert seen_training and state["items"] and state["progress"]["batch"] == 2
+        assert slowest < 2.0, f"a request took {slowest:.1f} s during retraining"
+    finally:
+        server.stop()
