@@ -34,6 +34,15 @@ HISTORY_COLUMNS = [
 TIMING_COLUMNS = ("train_seconds", "query_seconds")
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a directory's entries (a rename), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -46,6 +55,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_path(path.parent)  # the rename itself survives a power cut
 
 
 class RunDirectory:
@@ -96,6 +106,10 @@ class RunDirectory:
         """
         prefix = self.path / "checkpoint" / f"round-{state['round']:04d}"
         save_checkpoint(prefix)
+        # skorch's save_params does not fsync: the checkpoint must be on disk before state.json names it
+        for written in prefix.parent.glob(f"{prefix.name}.*"):
+            fsync_path(written)
+        fsync_path(prefix.parent)
         state["checkpoint"] = str(prefix.relative_to(self.path))  # kept by later writes (mark_finished)
         self.write_history(state["history"])
         atomic_write(self.state_file, json.dumps(state, indent=1))
