@@ -153,6 +153,10 @@ def test_token_is_required_off_loopback_and_host_is_checked_on_it(project):
     local = client_for(project)
     assert local.get("/", headers={"Host": "127.0.0.1:8000"}).status_code == 200
     assert local.get("/", headers={"Host": "evil.example:8000"}).status_code == 403  # DNS rebinding
+    forged = local.post("/api/lease", json={"client": "x", "n": 1}, headers={"Origin": "http://evil.example"})
+    assert forged.status_code == 403  # another site's page posting
+    same = local.post("/api/lease", json={"client": "x", "n": 1}, headers={"Origin": "http://localhost"})
+    assert same.status_code == 200
 
 
 def _api(url, path, payload):

@@ -9,7 +9,7 @@ and queues the next batch while the page keeps answering.
 Security: images are served only by their registered path inside the images
 directory (symlinks followed and checked); on loopback the Host header must be
 local (no DNS rebinding); on any other ``--host`` every request needs the token
-printed at start.
+printed at start; a POST from another origin is refused.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import time
 import traceback
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .images import inside
 from .store import ProjectStore
@@ -96,6 +97,9 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
 
     @app.before_request
     def _guard():
+        origin = request.headers.get("Origin")
+        if request.method == "POST" and origin and urlsplit(origin).netloc != request.host:
+            abort(403)  # another site's page posting labels (cross-site request forgery)
         if token is None:
             host = (request.host or "").rsplit(":", 1)[0].strip("[]")
             if host not in LOOPBACK:
