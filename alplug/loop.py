@@ -77,7 +77,7 @@ class ActiveLearningRun:
             raise UsageError(f"--budget {config.budget} is smaller than the initial labeled set "
                              f"({config.n_start} x {self.data.n_classes} classes = {len(self.splits.initial)})")
         self.oracle = Oracle(self.data.y)
-        from .estimators import make_estimator
+        from .estimators import check_module, make_estimator
 
         X, y, s = self.data.X, self.data.y, self.splits
         self.estimator = make_estimator(
@@ -86,9 +86,8 @@ class ActiveLearningRun:
             batch_size=config.batch_size, epochs=config.epochs, weight_decay=config.weight_decay,
             optimizer=config.optimizer, augment=config.augment, hflip=config.hflip, device=config.device,
             valid_data=(s.val1, y[s.val1]), warm_start=config.warm_start, progress=progress, images=X)
-        # Build the module now: a bad architecture or weights file fails here,
-        # before the caller creates a run directory.
-        self.estimator.initialize()
+        # A bad architecture or weights file fails here, before the caller creates a run directory.
+        check_module(self.estimator)
 
     # ---- pieces -----------------------------------------------------------------
     def _labeled_ids(self, state: dict) -> np.ndarray:
@@ -159,8 +158,8 @@ class ActiveLearningRun:
             self.history = state["history"]
             initial = self.splits.initial
             torch.manual_seed(round_seed(cfg.seed, 0))
-            # The constructor built the module unseeded (to check it early); a warm start
-            # never rebuilds it, so its initial weights must come from the seeded RNG.
+            # Built under the round-0 seed: a warm start never rebuilds it, so its initial
+            # weights must come from the seeded RNG.
             self.estimator.initialize()
             t0 = time.perf_counter()
             learner = ActiveLearner(self.estimator, self.strategy,
