@@ -151,7 +151,7 @@ def figure_2(learner, pool, T=20):
             "spearman_baal_vs_baal": between_draws}
 
 
-def figure_3(repeat=4):
+def figure_3(repeat=3):
     """One round (initial fit, query 50, teach, score) through alplug's loop vs written by hand."""
     import torch
 
