@@ -40,6 +40,28 @@ def labels_to_reach(run: dict, target: float) -> int | None:
     return int(run["labels"][hit[0]]) if len(hit) else None
 
 
+def mean_curve(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, mean val-2 accuracy, std over runs) on the label counts every run covers.
+
+    Runs with a fixed rate share their label counts, and this is the plain mean per round. With
+    the adaptive rate (or a trimmed last round) seeds label different numbers of images per round;
+    each run's curve is then interpolated linearly (as the plot draws it) onto the union of the
+    label counts, within the range all runs reach, instead of averaging unlike points."""
+    start = max(r["labels"][0] for r in runs)
+    stop = min(r["labels"][-1] for r in runs)
+    grid = np.unique(np.concatenate([r["labels"] for r in runs]))
+    grid = grid[(grid >= start) & (grid <= stop)]
+    ys = np.stack([np.interp(grid, r["labels"], r["val2"]) for r in runs])
+    std = ys.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(grid))
+    return grid, ys.mean(axis=0), std
+
+
+def _same_label_counts(runs: list[dict]) -> bool:
+    """Whether the runs labeled the same number of images in every round they all reached."""
+    k = min(len(r["labels"]) for r in runs)
+    return len({tuple(r["labels"][:k]) for r in runs}) == 1
+
+
 def normalised_aulc(run: dict) -> float:
     """Area under the val-2 learning curve divided by the label range (1.0: perfect from the start)."""
     x, y = run["labels"], run["val2"]
@@ -98,10 +120,7 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
     for query, rs in runs.items():
         if not rs:
             continue
-        length = min(len(r["labels"]) for r in rs)
-        x = rs[0]["labels"][:length]
-        ys = np.stack([r["val2"][:length] for r in rs])
-        mean, std = ys.mean(axis=0), ys.std(axis=0, ddof=1) if len(rs) > 1 else np.zeros(length)
+        x, mean, std = mean_curve(rs)
         line, = ax.plot(x, mean, marker="o", markersize=3, label=f"{query} (n={len(rs)})",
                         linewidth=2.5 if query == "random" else 1.5)
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
@@ -167,10 +186,15 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
         return "\n".join(lines)
 
     base = study.base
+    rate = (f"{base.per_round} per round" if base.labeling_rate == "fixed" else
+            f"an adaptive labeling rate starting at {base.per_round} per round")
+    ragged = any(rs and not _same_label_counts(rs) for rs in runs.values())
+    interpolated = (" (seeds labeled different numbers of images per round, so each curve is interpolated "
+                    "linearly at the label counts of the others)") if ragged else ""
     intro = (f"{len(study.queries)} strategies x {len(study.seeds)} seeds on {base.dataset} with {base.model}: "
-             f"{base.n_start} labels per class to start, {base.per_round} per round, {base.rounds} rounds, "
-             f"{base.epochs} epochs per round. Curves show the mean and one standard deviation over seeds; "
-             "p is a paired t-test of final test accuracy against random over seeds.")
+             f"{base.n_start} labels per class to start, {rate}, {base.rounds} rounds, "
+             f"{base.epochs} epochs per round. Curves show the mean and one standard deviation over seeds"
+             f"{interpolated}; p is a paired t-test of final test accuracy against random over seeds.")
     cost_intro = (f"Cost to reach val-2 accuracy {goal:g}: C_L·(initial labels) + K·C_T + Σ C_L·η over the K "
                   f"rounds needed, with C_L = {cost_label:g} per label and C_T = λ·C_L per training round; mean "
                   "over the seeds that reached the goal (how many in brackets).")

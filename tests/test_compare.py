@@ -133,3 +133,19 @@ def test_report_goal_defaults_to_the_studys_and_can_be_overridden(study, tmp_pat
     result = invoke("compare", "--query", "random", "--seeds", 1, "--out", goal_study, *STUDY, "--goal", 0.3)
     assert result.exit_code == 0, result.output
     assert "Cost to reach val-2 accuracy 0.3:" in (goal_study / "report" / "report.md").read_text()
+
+
+def test_mean_curve_averages_like_points_and_interpolates_unlike_ones():
+    from alplug.report import mean_curve
+
+    same = [{"labels": np.array([10, 20, 30]), "val2": np.array([0.5, 0.7, 0.8])},
+            {"labels": np.array([10, 20, 30, 40]), "val2": np.array([0.3, 0.5, 0.6, 0.9])}]
+    x, mean, std = mean_curve(same)  # fixed rate: the plain per-round mean, over the rounds all reached
+    assert list(x) == [10, 20, 30] and mean == pytest.approx([0.4, 0.6, 0.7])
+    assert std == pytest.approx(np.std([[0.5, 0.7, 0.8], [0.3, 0.5, 0.6]], axis=0, ddof=1))
+    # adaptive rate: seeds labeled 20 and 30 images in round 1; each is read at the other's count too
+    unlike = [{"labels": np.array([10, 20, 40]), "val2": np.array([0.5, 0.7, 0.9])},
+              {"labels": np.array([10, 30, 42]), "val2": np.array([0.5, 0.8, 0.9])}]
+    x, mean, _ = mean_curve(unlike)
+    assert list(x) == [10, 20, 30, 40]
+    assert mean == pytest.approx([0.5, (0.7 + 0.65) / 2, (0.8 + 0.8) / 2, (0.9 + (0.8 + 0.1 * 10 / 12)) / 2])
