@@ -81,9 +81,8 @@ def export_labels(store: ProjectStore, out) -> int:
 
 def write_batch(store: ProjectStore, batch: int, out) -> int:
     """The queued images of ``batch`` as ``path,label`` rows with the label empty, to be filled in."""
-    rows = store.db.execute("SELECT i.path FROM queue q JOIN images i ON i.id = q.image_id "
-                            "WHERE q.batch_id = ? AND q.status = 'pending' ORDER BY q.position", (batch,)).fetchall()
+    paths = store.pending_paths(batch)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["path", "label"])
-    writer.writerows((r[0], "") for r in rows)
-    return len(rows)
+    writer.writerows((path, "") for path in paths)
+    return len(paths)

@@ -298,12 +298,22 @@ class ProjectStore:
     def pending_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM queue WHERE status = 'pending'").fetchone()[0]
 
+    POOL = ("FROM images WHERE readable = 1 AND id NOT IN (SELECT image_id FROM current_labels) "
+            "AND id NOT IN (SELECT image_id FROM queue WHERE status IN ('pending', 'skipped'))")
+
     def pool(self) -> list[int]:
         """Readable images that are unlabeled, not skipped and not waiting in the queue."""
+        return [r[0] for r in self.db.execute(f"SELECT id {self.POOL} ORDER BY id")]
+
+    def pool_size(self) -> int:
+        """len(pool()) without fetching it: the page asks on every request."""
+        return self.db.execute(f"SELECT count(*) {self.POOL}").fetchone()[0]
+
+    def pending_paths(self, batch: int) -> list[str]:
+        """The images of ``batch`` still waiting for a label, in queue order."""
         return [r[0] for r in self.db.execute(
-            "SELECT id FROM images WHERE readable = 1 "
-            "AND id NOT IN (SELECT image_id FROM current_labels) "
-            "AND id NOT IN (SELECT image_id FROM queue WHERE status IN ('pending', 'skipped')) ORDER BY id")]
+            "SELECT i.path FROM queue q JOIN images i ON i.id = q.image_id "
+            "WHERE q.batch_id = ? AND q.status = 'pending' ORDER BY q.position", (batch,))]
 
     def new_batch(self, image_ids: list[int], how: str, trained_on: int, val_accuracy: float | None,
                   seconds: float, hints: list[tuple[str, float]] | None = None) -> tuple[int, int]:
@@ -338,5 +348,5 @@ class ProjectStore:
             "batch_size": (self.db.execute("SELECT count(*) FROM queue WHERE batch_id = ?",
                                            (last["batch"],)).fetchone()[0] if last else 0),
             "val_accuracy": trained[-1]["val_accuracy"] if trained else None,
-            "unlabeled": len(self.pool()) + self.pending_count(),
+            "unlabeled": self.pool_size() + self.pending_count(),
         }
