@@ -139,6 +139,27 @@ def _fit_image(im, size: int, colour: bool):
     return np.asarray(ImageOps.fit(im, (size, size)))  # shorter side to size, centre crop
 
 
+GRAY_MODES = ("L", "1", "I", "I;16", "F", "LA")
+
+
+def decode_mode(path) -> tuple[str | None, str | None]:
+    """(PIL mode, None) for a readable image, (None, why) otherwise. A full decode, so truncated and
+    corrupt files are found now, not mid-training."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.mode, None
+    except Exception as exc:  # truncated, corrupt, unsupported: the caller reports it and goes on
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def is_colour(modes) -> bool:
+    """Colour when any image is: grayscale images are then read as RGB (the other way would lose colour)."""
+    return any(m not in GRAY_MODES for m in modes)
+
+
 class FolderImages:
     """Images of an image folder as a lazily read (N, C, size, size) uint8 array."""
 
@@ -186,14 +207,13 @@ def _folder(root: Path, size: int) -> DataSet:
     samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     paths, labels, modes, skipped = [], [], [], []
     for path, label in samples:
-        try:
-            with Image.open(path) as im:
-                im.load()  # a full decode: truncated and corrupt files fail here, not mid-training
-                modes.append(im.mode)
+        mode, problem = decode_mode(path)
+        if problem:
+            skipped.append((path, problem))
+        else:
+            modes.append(mode)
             paths.append(path)
             labels.append(label)
-        except Exception as exc:  # truncated, corrupt, unsupported: report and go on
-            skipped.append((path, f"{type(exc).__name__}: {exc}"))
     for path, reason in skipped:
         print(f"alplug: skipped unreadable image {path} ({reason})", file=sys.stderr)
     if not paths:
@@ -201,7 +221,7 @@ def _folder(root: Path, size: int) -> DataSet:
     y = np.asarray(labels, dtype=np.int64)
     if (np.bincount(y, minlength=len(classes)) > 0).sum() < 2:
         raise DataError(f"image folder {root} has readable images in fewer than two classes")
-    colour = any(m not in ("L", "1", "I", "I;16", "F") for m in modes)
+    colour = is_colour(modes)
     X = FolderImages(paths, size, colour)
     if len(paths) * (3 if colour else 1) * size * size <= FOLDER_IN_MEMORY_BYTES:
         X = X[np.arange(len(paths))]

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.sources import decode_mode
 from ..errors import DataError
 
 # torchvision's list, copied so that `alplug project` and `alplug label` start without importing torch.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-GRAY_MODES = ("L", "1", "I", "I;16", "F", "LA")
 
 
 def inside(root: Path, candidate: Path) -> bool:
@@ -31,8 +31,6 @@ def scan_images(root: Path, warn=_warn) -> list[tuple[str, bool, str | None, str
     Each file is fully decoded once, so truncated or corrupt files are found now
     and never reach training; symlinks that lead out of ``root`` are left out.
     """
-    from PIL import Image
-
     if not root.is_dir():
         raise DataError(f"image directory {root} does not exist")
     rows, outside = [], 0
@@ -43,24 +41,15 @@ def scan_images(root: Path, warn=_warn) -> list[tuple[str, bool, str | None, str
             outside += 1
             continue
         rel = path.relative_to(root).as_posix()
-        try:
-            with Image.open(path) as im:
-                im.load()
-                mode = im.mode
-            rows.append((rel, True, None, mode))
-        except Exception as exc:  # truncated, corrupt, unsupported: recorded, never queued
-            rows.append((rel, False, f"{type(exc).__name__}: {exc}", None))
-            warn(f"alplug: skipped unreadable image {rel} ({type(exc).__name__})")
+        mode, problem = decode_mode(path)
+        rows.append((rel, problem is None, problem, mode))  # unreadable ones are recorded, never queued
+        if problem:
+            warn(f"alplug: skipped unreadable image {rel} ({problem.split(':')[0]})")
     if outside:
         warn(f"alplug: left out {outside} symlink(s) pointing outside {root}")
     if not any(row[1] for row in rows):
         raise DataError(f"no readable images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
     return rows
-
-
-def is_colour(modes) -> bool:
-    """Colour when any image is: grayscale images are then read as RGB (the other way would lose colour)."""
-    return any(m not in GRAY_MODES for m in modes)
 
 
 def project_images(root: Path, paths: list[str], size: int, colour: bool):

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..loop import round_seed
-from .images import is_colour, project_images
+from ..data.sources import is_colour
+from .images import project_images
 from .store import ProjectStore
 
 MIN_LABELS_PER_CLASS = 2
