@@ -39,6 +39,9 @@ class Backend:
         yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(fn)(*a) for a in calls)
 
 
+LOCAL = Backend("loky", 1, True, "this machine")
+
+
 def _ray_map_unordered(fn, calls, n_jobs):
     import ray
 
@@ -91,8 +94,7 @@ def study_backend(name: str = "local", address: str | None = None):
     if name == "local":
         if address:
             raise UsageError("--address and --scheduler need --backend ray or --backend dask")
-        with parallel_config(backend="loky"):
-            yield Backend("loky", 1, True, "this machine")
+        yield LOCAL  # joblib's default backend, loky
         return
     if name == "ray":
         ray = _require("ray", "ray")

@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import Backend
+from .backends import LOCAL, Backend
 from .config import RunConfig, check_settings
 from .errors import UsageError
 from .rundir import RunDirectory, atomic_write
@@ -139,7 +139,7 @@ def run_study(study: Study, jobs: int | None = None, echo=print, backend: Backen
 
     The thread count changes the order of float reductions, so the same seed gives the same queried
     images across backends and machines only with the same ``threads``."""
-    backend = backend or Backend("loky", 1, True, "this machine")
+    backend = backend or LOCAL
     todo = study.pending()
     done = [RunOutcome(r, "done") for r in study.runs if r not in todo]
     if not todo:
