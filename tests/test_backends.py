@@ -28,6 +28,14 @@ def finished_on(output: str) -> dict[str, int]:
     return {name: int(pid) for name, _, pid in WORKER_LINE.findall(output)}
 
 
+def compare_on(out: Path, *backend_args):
+    """The study every cluster test runs: random and margin, one seed, one torch thread per run."""
+    result = invoke("compare", "--query", "random,margin", "--seeds", 1, "--out", out, *STUDY, *backend_args,
+                    "--threads", 1)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def check_study(out: Path, output: str, worker_pids: set[int]):
     ran = finished_on(output)
     assert sorted(ran) == ["margin-s0", "random-s0"], output
@@ -37,8 +45,7 @@ def check_study(out: Path, output: str, worker_pids: set[int]):
     assert (out / "report" / "report.html").is_file()
     # the cluster changes where runs execute, not what they do: same as on this machine (same threads)
     local = out.parent / "local"
-    result = invoke("compare", "--query", "random,margin", "--seeds", 1, "--out", local, *STUDY, "--threads", 1)
-    assert result.exit_code == 0, result.output
+    compare_on(local)
     for name in ran:
         drop = ("train_seconds", "query_seconds")
         a = [{k: v for k, v in r.items() if k not in drop} for r in rows(out / "runs" / name)]
@@ -58,11 +65,9 @@ def dask_cluster():
 def test_compare_on_a_dask_cluster(tmp_path, dask_cluster):
     address, pids = dask_cluster
     out = tmp_path / "dask"
-    result = invoke("compare", "--query", "random,margin", "--seeds", 1, "--out", out, *STUDY,
-                    "--backend", "dask", "--scheduler", address, "--threads", 1)
-    assert result.exit_code == 0, result.output
-    assert "on Dask scheduler" in result.output
-    check_study(out, result.output, pids)
+    output = compare_on(out, "--backend", "dask", "--scheduler", address)
+    assert "on Dask scheduler" in output
+    check_study(out, output, pids)
 
 
 @pytest.fixture
@@ -88,13 +93,11 @@ def ray_cluster(monkeypatch):
 def test_compare_on_a_ray_cluster(tmp_path, ray_cluster):
     address, temp = ray_cluster
     out = tmp_path / "ray"
-    result = invoke("compare", "--query", "random,margin", "--seeds", 1, "--out", out, *STUDY,
-                    "--backend", "ray", "--address", address, "--threads", 1)
-    assert result.exit_code == 0, result.output
-    assert f"on Ray cluster {address}" in result.output
+    output = compare_on(out, "--backend", "ray", "--address", address)
+    assert f"on Ray cluster {address}" in output
     # the cluster's raylet logs each worker process it starts under its pid
     worker_pids = {int(p.stem.rsplit("-", 1)[1]) for p in Path(temp).glob("session_*/logs/worker-*.out")}
-    check_study(out, result.output, worker_pids)
+    check_study(out, output, worker_pids)
 
 
 @pytest.mark.parametrize("backend,option", [("ray", "--address"), ("dask", "--scheduler")])
