@@ -117,11 +117,31 @@ class ActiveLearningRun:
             "queried_classes": [int(c) for c in self.data.y[queried]],
         }
 
-    def _save_checkpoint(self, prefix):
+    def _checkpoint_files(self, prefix) -> tuple[str, str | None]:
         # A cold start rebuilds the optimizer at every fit; only --warm-start carries
         # its state (Adam's moments: twice the model's size) into the next round.
-        optimizer = f"{prefix}.optimizer.pt" if self.config.warm_start else None
-        self.estimator.save_params(f_params=f"{prefix}.params.pt", f_optimizer=optimizer)
+        return f"{prefix}.params.pt", (f"{prefix}.optimizer.pt" if self.config.warm_start else None)
+
+    def _checkpoint_writer(self):
+        """A function that writes this round's checkpoint under a path prefix, for a background commit.
+
+        The files are what skorch's ``save_params`` writes (``torch.save`` of the state
+        dicts; ``load_params`` reads them back), but the state dicts are taken here and
+        written later by the run directory's worker thread. They refer to the live
+        tensors, not copies: the loop waits for the commit before ``teach`` changes them.
+        """
+        import torch
+
+        params_state = self.estimator.module_.state_dict()
+        optimizer_state = self.estimator.optimizer_.state_dict() if self.config.warm_start else None
+
+        def write(prefix) -> None:
+            params, optimizer = self._checkpoint_files(prefix)
+            torch.save(params_state, params)
+            if optimizer is not None:
+                torch.save(optimizer_state, optimizer)
+
+        return write
 
     def _commit(self, state: dict, row: dict) -> None:
         best = state["best_val2"]
@@ -129,7 +149,8 @@ class ActiveLearningRun:
         state.update(round=row["round"], labels=row["labels"], best_val2=row["val2_acc"] if improved else best,
                      stale_rounds=0 if improved else state["stale_rounds"] + 1)
         state["history"].append(row)
-        self.run_dir.commit(state, self._save_checkpoint)
+        # Written while the next round queries: the query only reads the weights.
+        self.run_dir.commit(state, self._checkpoint_writer(), background=True)
 
     def _announce(self, row: dict) -> None:
         self.echo(f"round {row['round']:>3}  labels {row['labels']:>6}  train {row['train_seconds']:6.1f}s  "
@@ -139,9 +160,16 @@ class ActiveLearningRun:
     # ---- the loop ---------------------------------------------------------------
     def run(self, run_dir: RunDirectory) -> dict:
         """Run (or continue) in ``run_dir`` to a stop rule; returns the result written to result.json."""
+        self.run_dir = run_dir
+        try:
+            return self._run()
+        finally:
+            # A commit still being written (an error or Ctrl-C mid-round) lands before we return.
+            run_dir.wait_for_commit()
+
+    def _run(self) -> dict:
         import torch
 
-        self.run_dir = run_dir
         from .modal_compat import active_learner_class
 
         ActiveLearner = active_learner_class()
@@ -157,10 +185,9 @@ class ActiveLearningRun:
                      "stale_rounds": 0, "finished": False}
             self.history = state["history"]
             initial = self.splits.initial
+            # The first fit builds the module (the constructor only checked it, on the meta
+            # device), so its initial weights come from this seed, warm start or not.
             torch.manual_seed(round_seed(cfg.seed, 0))
-            # Built under the round-0 seed: a warm start never rebuilds it, so its initial
-            # weights must come from the seeded RNG.
-            self.estimator.initialize()
             t0 = time.perf_counter()
             learner = ActiveLearner(self.estimator, self.strategy,
                                     X_training=initial, y_training=self.oracle.reveal(initial))
@@ -170,9 +197,8 @@ class ActiveLearningRun:
         else:
             labeled = self._labeled_ids(state)
             self.estimator.initialize()
-            prefix = self.run_dir.checkpoint_prefix(state)
-            optimizer = f"{prefix}.optimizer.pt" if cfg.warm_start else None
-            self.estimator.load_params(f_params=f"{prefix}.params.pt", f_optimizer=optimizer)
+            params, optimizer = self._checkpoint_files(self.run_dir.checkpoint_prefix(state))
+            self.estimator.load_params(f_params=params, f_optimizer=optimizer)
             learner = ActiveLearner(self.estimator, self.strategy)
             learner.X_training, learner.y_training = labeled, self.oracle.reveal(labeled)
             self.echo(f"resuming after round {state['round']} ({state['labels']} labels)")
@@ -191,6 +217,7 @@ class ActiveLearningRun:
                 idx, _ = learner.query(pool, n_instances=n, random_state=round_seed(cfg.seed, round_))
             query_s = time.perf_counter() - t0
             new = pool[np.asarray(idx, dtype=np.int64)]
+            self.run_dir.wait_for_commit()  # the last round's checkpoint reads the weights teach() changes
             torch.manual_seed(round_seed(cfg.seed, round_))
             t0 = time.perf_counter()
             learner.teach(new, self.oracle.reveal(new))
@@ -209,7 +236,10 @@ class ActiveLearningRun:
         test_acc, test_loss, pred = self._evaluate(s.test_inputs(self.data), s.y_test, with_predictions=True)
         per_class = {name: float(np.mean(pred[s.y_test == c] == c))
                      for c, name in enumerate(self.data.classes) if np.any(s.y_test == c)}
-        self.run_dir.write_model(self.estimator.module_)
+        # The last round's checkpoint already holds these weights (skorch's save_params is
+        # torch.save of the state dict): model.pt reuses the file instead of serialising again.
+        self.run_dir.wait_for_commit()
+        self.run_dir.publish_model(self._checkpoint_files(self.run_dir.checkpoint_prefix(state))[0])
         plot_learning_curve(state["history"], self.run_dir.path / "learning_curve.png", test_acc=test_acc,
                             title=f"{self.config.query} on {self.data.name}, {self.config.model}, "
                                   f"seed {self.config.seed}")

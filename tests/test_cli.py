@@ -72,6 +72,8 @@ def test_full_small_run_writes_the_run_directory(tmp_path):
 
     state = torch.load(out / "model.pt", weights_only=True)
     assert state["head.1.weight"].shape == (10, 512)
+    final = torch.load(next((out / "checkpoint").glob("round-0002.params.pt")), weights_only=True)
+    assert state.keys() == final.keys() and all(torch.equal(state[k], final[k]) for k in state)
 
 
 def test_config_file_is_used_and_command_line_wins(tmp_path):
@@ -256,6 +258,49 @@ def test_warm_start_resume_restores_model_and_optimizer(tmp_path, monkeypatch):
     monkeypatch.setattr(loop.ActiveLearningRun, "_announce", announce)
     assert invoke("run", "--resume", cut).exit_code == 0
     assert read_history(cut) == read_history(whole)
+
+
+def test_cold_and_warm_start_train_the_same_first_model(tmp_path):
+    """The first fit builds the module under the round-0 seed either way; only later fits differ."""
+    args = ["--query", "entropy", *QUICK, "--rounds", "1", "--seed", "3"]
+    assert invoke("run", "--out", tmp_path / "cold", *args).exit_code == 0
+    assert invoke("run", "--out", tmp_path / "warm", *args, "--warm-start").exit_code == 0
+    cold, warm = read_history(tmp_path / "cold"), read_history(tmp_path / "warm")
+    assert cold[0] == warm[0]
+    assert cold[1]["queried_ids"] == warm[1]["queried_ids"]  # queried by the same round-0 model
+    assert cold[1]["train_loss"] != warm[1]["train_loss"]  # then the warm start continues from it
+
+
+def test_checkpoints_hold_each_rounds_model_when_the_disk_is_slow(tmp_path, monkeypatch):
+    """Checkpoints are written in the background while the next round queries. With --warm-start,
+    teach() changes the very tensors being written, so the loop must wait for the write first:
+    slow writes make a missing wait visible."""
+    import time
+
+    import torch
+
+    from alplug import loop
+
+    real_save, commit = torch.save, loop.ActiveLearningRun._commit
+    expected, written = {}, {}
+
+    def remember(self, state, row):
+        expected[row["round"]] = {k: v.clone() for k, v in self.estimator.module_.state_dict().items()}
+        commit(self, state, row)
+
+    def slow_save(obj, f, *args, **kwargs):
+        if str(f).endswith(".params.pt"):
+            time.sleep(1.5)
+            written[int(Path(f).name[len("round-"):][:4])] = {k: v.clone() for k, v in obj.items()}
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(loop.ActiveLearningRun, "_commit", remember)
+    monkeypatch.setattr(torch, "save", slow_save)
+    result = invoke("run", "--out", tmp_path / "run", "--query", "margin", *QUICK, "--warm-start")
+    assert result.exit_code == 0, result.output
+    assert sorted(written) == sorted(expected) == [0, 1, 2]
+    for r in expected:
+        assert all(torch.equal(written[r][k], expected[r][k]) for k in expected[r]), f"round {r}"
 
 
 def test_augmented_run(tmp_path):

@@ -1,5 +1,8 @@
 import json
 import os
+import threading
+
+import pytest
 
 from alplug.config import RunConfig
 from alplug.rundir import RunDirectory
@@ -34,3 +37,36 @@ def test_commit_puts_the_checkpoint_on_disk_before_state_json_names_it(tmp_path,
     # the rename of state.json is made durable too (its directory is flushed after it)
     assert ("fsync", str(run.path)) in order[order.index(("replace", state_json)):]
     assert json.loads((run.path / "state.json").read_text())["checkpoint"] == "checkpoint/round-0003"
+
+
+def test_background_commit_lands_on_wait_with_the_state_as_it_was(tmp_path):
+    run = RunDirectory.create(tmp_path / "run", RunConfig())
+    started, release = threading.Event(), threading.Event()
+
+    def slow_checkpoint(prefix):
+        started.set()
+        release.wait(5)
+        (prefix.parent / f"{prefix.name}.params.pt").write_bytes(b"weights")
+
+    state = {"round": 1, "history": [], "labels": 10}
+    run.commit(state, slow_checkpoint, background=True)
+    assert started.wait(5)
+    state["labels"] = 99  # the caller goes on; the commit keeps what it was given
+    assert not (run.path / "state.json").exists()  # state.json only after the checkpoint
+    release.set()
+    run.wait_for_commit()
+    assert json.loads((run.path / "state.json").read_text())["labels"] == 10
+    assert (run.path / "checkpoint" / "round-0001.params.pt").read_bytes() == b"weights"
+
+
+def test_background_commit_error_is_raised_by_wait_and_nothing_is_named(tmp_path):
+    run = RunDirectory.create(tmp_path / "run", RunConfig())
+
+    def failing_checkpoint(prefix):
+        raise OSError("No space left on device")
+
+    run.commit({"round": 1, "history": [], "labels": 10}, failing_checkpoint, background=True)
+    with pytest.raises(OSError, match="No space left"):
+        run.wait_for_commit()
+    assert run.load_state() is None
+    run.wait_for_commit()  # raised once, not again
