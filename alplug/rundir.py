@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
 from pathlib import Path
 
 from .config import RunConfig
@@ -63,8 +63,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
 class RunDirectory:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._writer: ThreadPoolExecutor | None = None
-        self._pending: Future | None = None
+        self._pending: tuple[threading.Thread, list[BaseException]] | None = None
 
     # ---- creation and opening -------------------------------------------------
     @classmethod
@@ -136,15 +135,27 @@ class RunDirectory:
         if not background:
             write()
             return
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alplug-commit")
-        self._pending = self._writer.submit(write)
+        errors: list[BaseException] = []
+
+        def write_in_background() -> None:
+            try:
+                write()
+            except BaseException as exc:  # handed to wait_for_commit, in the caller's thread
+                errors.append(exc)
+
+        # One short-lived thread per commit: nothing lingers in processes that run many runs (studies).
+        thread = threading.Thread(target=write_in_background, name="alplug-commit")
+        thread.start()
+        self._pending = (thread, errors)
 
     def wait_for_commit(self) -> None:
         """Block until a background commit is on disk; its error, if any, is raised here."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending.result()
+            thread, errors = pending
+            thread.join()
+            if errors:
+                raise errors[0]
 
     def checkpoint_prefix(self, state: dict) -> Path:
         return self.path / state["checkpoint"]

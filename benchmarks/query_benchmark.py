@@ -151,6 +151,79 @@ def figure_2(learner, pool, T=20):
             "spearman_baal_vs_baal": between_draws}
 
 
+class ComputeMeter:
+    """Wall time spent in torch compute, and how much compute: outermost module calls, backward passes, optimizer steps.
+
+    A round's other time (data loading, skorch's and modAL's bookkeeping, alplug's run directory, files) is
+    what a layer over the same libraries can add. Two versions of a round that do the same compute differ
+    only there, and that difference can be timed far more precisely than two noisy totals on a shared machine.
+    """
+
+    BACKBONES = ("ResNet", "SqueezeNet")
+
+    def __enter__(self):
+        import torch
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+        self.seconds, self.work, self._depth, self._t0 = 0.0, {}, 0, 0.0
+        self._handles = [register_module_forward_pre_hook(self._forward_in),
+                         register_module_forward_hook(self._forward_out),
+                         register_optimizer_step_pre_hook(lambda *_: self._start("optimizer steps", 1)),
+                         register_optimizer_step_post_hook(lambda *_: self._stop())]
+        self._backward = torch.Tensor.backward
+        meter = self
+
+        def backward(tensor, *args, **kwargs):
+            meter._start("backward passes", 1)
+            try:
+                return meter._backward(tensor, *args, **kwargs)
+            finally:
+                meter._stop()
+
+        torch.Tensor.backward = backward
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        for handle in self._handles:
+            handle.remove()
+        torch.Tensor.backward = self._backward
+
+    def _start(self, key, amount):
+        # Time counts once, at the outermost call (skorch runs forward and backward inside the optimizer
+        # step's closure); work counts backbone passes wherever they run (a query may call the backbone
+        # through alplug's one-pass outputs, a hand-written one through the whole model).
+        if key is not None:
+            self.work[key] = self.work.get(key, 0) + amount
+        if self._depth == 0:
+            self._t0 = time.perf_counter()
+        self._depth += 1
+
+    def _stop(self):
+        self._depth -= 1
+        if self._depth == 0:
+            self.seconds += time.perf_counter() - self._t0
+
+    @staticmethod
+    def _on_meta(module, inputs):  # alplug's early model check builds on PyTorch's meta device: no compute
+        return getattr(inputs[0] if inputs else None, "is_meta", False) or any(
+            p.is_meta for p in module.parameters(recurse=False))
+
+    def _forward_in(self, module, inputs):
+        if self._on_meta(module, inputs):
+            return
+        key = None
+        if type(module).__name__ in self.BACKBONES:
+            key = f"backbone {'training' if module.training else 'evaluation'} images"
+        self._start(key, int(getattr(inputs[0], "shape", [1])[0]) if inputs else 1)
+
+    def _forward_out(self, module, inputs, output):
+        if not self._on_meta(module, inputs):
+            self._stop()
+
+
 def figure_3(repeat=3):
     """One round (initial fit, query 50, teach, score) through alplug's loop vs written by hand."""
     import torch
@@ -170,8 +243,10 @@ def figure_3(repeat=3):
         with tempfile.TemporaryDirectory() as tmp:
             job = ActiveLearningRun(config, echo=lambda *_: None)
             job.run(RunDirectory.create(Path(tmp) / "run", config))
+        return 0.0, job.history[1]["queried_ids"]
 
-    def by_hand(with_outputs: bool):
+    def by_hand():
+        """The round with modAL and skorch alone; returns the seconds spent writing outputs, the queried ids."""
         data = load_dataset("digits")
         s = make_splits(data, seed=0, n_start=config.n_start)
         X, y = data.X, data.y
@@ -187,34 +262,57 @@ def figure_3(repeat=3):
         history.append({"labels": len(s.initial) + len(idx), "val1_acc": learner.score(X[s.val1], y[s.val1]),
                         "val2_acc": learner.score(X[s.val2], y[s.val2])})
         test = learner.score(X[s.test], y[s.test])
-        if with_outputs:  # what the run directory holds: model, history, learning curve
-            with tempfile.TemporaryDirectory() as tmp:
-                torch.save(net.module_.state_dict(), Path(tmp) / "model.pt")
-                (Path(tmp) / "history.json").write_text(json.dumps(history))
-                plot_learning_curve(history, Path(tmp) / "curve.png", test_acc=test)
-        return test
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:  # what the run directory holds: model, history, learning curve
+            torch.save(net.module_.state_dict(), Path(tmp) / "model.pt")
+            (Path(tmp) / "history.json").write_text(json.dumps(history))
+            plot_learning_curve(history, Path(tmp) / "curve.png", test_acc=test)
+        return time.perf_counter() - t0, [int(i) for i in s.pool[idx]]
 
-    variants = {"bare": lambda: by_hand(False), "same outputs": lambda: by_hand(True), "alplug": through_alplug}
-    times = {name: [] for name in variants}
+    variants = {"by hand": by_hand, "alplug": through_alplug}
+    runs = {name: [] for name in variants}
+    for fn in variants.values():  # first calls pay for imports and matplotlib's font cache: not a round's cost
+        fn()
     for i in range(repeat):
-        # ABC then CBA: a machine that speeds up or slows down during the figure hits all three alike
+        # AB then BA: a machine that speeds up or slows down during the figure hits both alike
         for name in (list(variants) if i % 2 == 0 else list(reversed(variants))):
-            times[name].append(timed(variants[name])[0])
-    # One ratio per repeat (neighbours in time), then their median: robust to this machine's drift,
-    # which moved whole repeats by 10% in earlier runs of this figure.
-    ratios = sorted(a / o for a, o in zip(times["alplug"], times["same outputs"]))
-    ratios_bare = sorted(a / h for a, h in zip(times["alplug"], times["bare"]))
-    ratio, ratio_bare = float(np.median(ratios)), float(np.median(ratios_bare))
-    a, o, h = (float(np.median(times[k])) for k in ("alplug", "same outputs", "bare"))
+            with ComputeMeter() as meter:
+                t0 = time.perf_counter()
+                outputs_s, queried = variants[name]()
+                total = time.perf_counter() - t0
+            runs[name].append({"total": total, "compute": meter.seconds, "rest": total - meter.seconds,
+                               "outputs": outputs_s, "work": meter.work, "queried": queried})
+    hand, ours = runs["by hand"], runs["alplug"]
+    same_compute = all(h["work"] == o["work"] for h, o in zip(hand, ours))
+    same_queries = all(h["queried"] == o["queried"] for h, o in zip(hand, ours))
+    # Direct: one ratio per repeat (neighbours in time), then their median.
+    direct = sorted(o["total"] / h["total"] for h, o in zip(hand, ours))
+    # Accounted: the same compute in both (checked), so alplug's cost is its extra time around the
+    # compute, which is timed to a few hundredths of a second instead of the totals' +-10%.
+    extra = sorted(o["rest"] - h["rest"] for h, o in zip(hand, ours))
+    accounted = sorted(1 + (o["rest"] - h["rest"]) / h["total"] for h, o in zip(hand, ours))
+    bare = sorted(o["total"] / (h["total"] - h["outputs"]) for h, o in zip(hand, ours))
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    fmt = lambda xs: ", ".join(f"{x:.3f}" for x in xs)  # noqa: E731
+    work = ", ".join(f"{v:,} {k}" for k, v in sorted(hand[0]["work"].items()))
     print(f"\n[3] one round on digits (ResNet-18, {config.epochs} epochs, {config.n_start}/class + "
           f"{config.per_round} queried, margin), {repeat} paired repeats")
-    print(f"    by hand with modAL + skorch, writing model, history and curve {o:.2f} s (median); through alplug "
-          f"(run directory with checkpoints for --resume) {a:.2f} s: median ratio x{ratio:.3f} "
-          f"(per repeat {', '.join(f'{r:.3f}' for r in ratios)})")
-    print(f"    by hand, no outputs at all {h:.2f} s: alplug median ratio x{ratio_bare:.3f} "
-          f"(per repeat {', '.join(f'{r:.3f}' for r in ratios_bare)})")
-    return {"alplug_seconds": a, "hand_same_outputs_seconds": o, "hand_bare_seconds": h,
-            "ratio": ratio, "ratio_vs_bare": ratio_bare, "ratios": ratios, "ratios_vs_bare": ratios_bare}
+    print(f"    compute, both versions: {work}; identical in every repeat: {'yes' if same_compute else 'NO'}; "
+          f"same {config.per_round} images queried: {'yes' if same_queries else 'NO'}")
+    if not same_compute:
+        print(f"    by hand {hand[0]['work']}\n    alplug  {ours[0]['work']}")
+    for name, rs in runs.items():
+        print(f"    {name:<8} total {med([r['total'] for r in rs]):.2f} s = compute {med([r['compute'] for r in rs]):.2f} s"
+              f" + around it {med([r['rest'] for r in rs]):.2f} s (medians)")
+    print(f"    alplug / by hand, direct: x{med(direct):.3f} (per repeat {fmt(direct)})")
+    print(f"    alplug / by hand, accounted (same compute, alplug's extra time around it "
+          f"{med(extra):+.2f} s): x{med(accounted):.3f} (per repeat {fmt(accounted)})")
+    print(f"    alplug / by hand without writing any outputs, direct: x{med(bare):.3f} (per repeat {fmt(bare)})")
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("work", "queried")} for r in rs]  # noqa: E731
+    return {"same_compute": same_compute, "same_queries": same_queries, "work": hand[0]["work"],
+            "ratio_direct": med(direct), "ratios_direct": direct, "ratio_accounted": med(accounted),
+            "ratios_accounted": accounted, "extra_seconds": extra, "ratio_vs_no_outputs": med(bare),
+            "alplug": strip(ours), "by_hand": strip(hand)}
 
 
 MEMORY_CHILD = r"""
