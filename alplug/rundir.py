@@ -122,7 +122,7 @@ class RunDirectory:
 
         def write() -> None:
             save_checkpoint(prefix)
-            # skorch's save_params does not fsync: the checkpoint must be on disk before state.json names it
+            # torch.save does not fsync: the checkpoint must be on disk before state.json names it
             for written in prefix.parent.glob(f"{prefix.name}.*"):
                 fsync_path(written)
             fsync_path(prefix.parent)
