@@ -308,8 +308,8 @@ def figure_3(repeat=3):
     if not same_compute:
         print(f"    by hand {hand[0]['work']}\n    alplug  {ours[0]['work']}")
     for name, rs in runs.items():
-        print(f"    {name:<8} total {med([r['total'] for r in rs]):.2f} s = compute {med([r['compute'] for r in rs]):.2f} s"
-              f" + around it {med([r['rest'] for r in rs]):.2f} s (medians)")
+        total, compute, rest = (med([r[k] for r in rs]) for k in ("total", "compute", "rest"))
+        print(f"    {name:<8} total {total:.2f} s = compute {compute:.2f} s + around it {rest:.2f} s (medians)")
     print(f"    alplug / by hand, direct: x{med(direct):.3f} (per repeat {fmt(direct)})")
     print(f"    alplug / by hand, accounted (same compute, alplug's extra time around it "
           f"{med(extra):+.2f} s): x{med(accounted):.3f} (per repeat {fmt(accounted)})")
