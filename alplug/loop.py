@@ -236,8 +236,8 @@ class ActiveLearningRun:
         test_acc, test_loss, pred = self._evaluate(s.test_inputs(self.data), s.y_test, with_predictions=True)
         per_class = {name: float(np.mean(pred[s.y_test == c] == c))
                      for c, name in enumerate(self.data.classes) if np.any(s.y_test == c)}
-        # The last round's checkpoint already holds these weights (skorch's save_params is
-        # torch.save of the state dict): model.pt reuses the file instead of serialising again.
+        # The last round's checkpoint already holds these weights (a torch.save of the state
+        # dict, see _checkpoint_writer): model.pt reuses the file instead of serialising again.
         self.run_dir.wait_for_commit()
         self.run_dir.publish_model(self._checkpoint_files(self.run_dir.checkpoint_prefix(state))[0])
         plot_learning_curve(state["history"], self.run_dir.path / "learning_curve.png", test_acc=test_acc,
