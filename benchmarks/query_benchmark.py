@@ -169,7 +169,7 @@ class ComputeMeter:
         from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
         from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-        self.seconds, self.work, self._depth, self._t0 = 0.0, {}, 0, 0.0
+        self.seconds, self.work, self._depth, self._t0, self._counted = 0.0, {}, 0, 0.0, []
         self._handles = [register_module_forward_pre_hook(self._forward_in),
                          register_module_forward_hook(self._forward_out),
                          register_optimizer_step_pre_hook(lambda *_: self._start("optimizer steps", 1)),
@@ -209,21 +209,19 @@ class ComputeMeter:
         if self._depth == 0:
             self.seconds += time.perf_counter() - self._t0
 
-    @staticmethod
-    def _on_meta(module, inputs):  # alplug's early model check builds on PyTorch's meta device: no compute
-        return getattr(inputs[0] if inputs else None, "is_meta", False) or any(
-            p.is_meta for p in module.parameters(recurse=False))
-
     def _forward_in(self, module, inputs):
-        if self._on_meta(module, inputs):
-            return
-        key = None
-        if type(module).__name__ in self.BACKBONES:
-            key = f"backbone {'training' if module.training else 'evaluation'} images"
-        self._start(key, int(getattr(inputs[0], "shape", [1])[0]) if inputs else 1)
+        x = inputs[0] if inputs else None
+        # alplug's early model check builds on PyTorch's meta device: no compute, not counted
+        counted = not (getattr(x, "is_meta", False) or any(p.is_meta for p in module.parameters(recurse=False)))
+        self._counted.append(counted)
+        if counted:
+            key = None
+            if type(module).__name__ in self.BACKBONES:
+                key = f"backbone {'training' if module.training else 'evaluation'} images"
+            self._start(key, int(getattr(x, "shape", [1])[0]))
 
     def _forward_out(self, module, inputs, output):
-        if not self._on_meta(module, inputs):
+        if self._counted.pop():
             self._stop()
 
 
