@@ -150,7 +150,7 @@ class ActiveLearningRun:
                      stale_rounds=0 if improved else state["stale_rounds"] + 1)
         state["history"].append(row)
         # Written while the next round queries: the query only reads the weights.
-        self.run_dir.commit(state, self._checkpoint_writer(), background=True)
+        self.run_dir.commit(state, self._checkpoint_writer())
 
     def _announce(self, row: dict) -> None:
         self.echo(f"round {row['round']:>3}  labels {row['labels']:>6}  train {row['train_seconds']:6.1f}s  "

@@ -100,20 +100,19 @@ class RunDirectory:
             return None
         return json.loads(self.state_file.read_text())
 
-    def commit(self, state: dict, save_checkpoint, *, background: bool = False) -> None:
-        """Write the round's checkpoint, then history.csv, then state.json (the commit point).
+    def commit(self, state: dict, save_checkpoint) -> None:
+        """Start writing the round's checkpoint, then history.csv, then state.json (the commit point).
 
         ``save_checkpoint(prefix)`` writes the model files under that path prefix.
         Checkpoints are named by round so that a crash before ``state.json`` is
         replaced leaves the previous round's checkpoint intact.
 
-        With ``background``, a worker thread writes the files while the caller goes
-        on (a ResNet-18 checkpoint is 45 MB: about a tenth of a second a round on
-        this project's CPU machine, more than a GPU round's query). The caller must
-        ``wait_for_commit()`` before it changes what ``save_checkpoint`` reads (the
-        weights) and before it ends. ``state`` is serialised now, so later changes to
-        it do not leak into this commit; the order of the writes, and so what a crash
-        leaves behind, is the same either way.
+        A worker thread writes the files while the caller goes on (a ResNet-18
+        checkpoint is 45 MB: about a tenth of a second a round on this project's CPU
+        machine, more than a GPU round's query). The caller must ``wait_for_commit()``
+        before it changes what ``save_checkpoint`` reads (the weights) and before it
+        ends. ``state`` is serialised now, so later changes to it do not leak into
+        this commit.
         """
         self.wait_for_commit()  # commits land in order
         prefix = self.path / "checkpoint" / f"round-{state['round']:04d}"
@@ -132,9 +131,6 @@ class RunDirectory:
                 if not old.name.startswith(prefix.name):
                     old.unlink(missing_ok=True)
 
-        if not background:
-            write()
-            return
         errors: list[BaseException] = []
 
         def write_in_background() -> None:

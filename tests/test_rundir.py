@@ -30,6 +30,7 @@ def test_commit_puts_the_checkpoint_on_disk_before_state_json_names_it(tmp_path,
 
     state = {"round": 3, "history": [], "labels": 10}
     run.commit(state, save_checkpoint)
+    run.wait_for_commit()
     params = str(run.path / "checkpoint" / "round-0003.params.pt")
     state_json = str(run.path / "state.json")
     assert ("fsync", params) in order
@@ -49,7 +50,7 @@ def test_background_commit_lands_on_wait_with_the_state_as_it_was(tmp_path):
         (prefix.parent / f"{prefix.name}.params.pt").write_bytes(b"weights")
 
     state = {"round": 1, "history": [], "labels": 10}
-    run.commit(state, slow_checkpoint, background=True)
+    run.commit(state, slow_checkpoint)
     assert started.wait(5)
     state["labels"] = 99  # the caller goes on; the commit keeps what it was given
     assert not (run.path / "state.json").exists()  # state.json only after the checkpoint
@@ -65,7 +66,7 @@ def test_background_commit_error_is_raised_by_wait_and_nothing_is_named(tmp_path
     def failing_checkpoint(prefix):
         raise OSError("No space left on device")
 
-    run.commit({"round": 1, "history": [], "labels": 10}, failing_checkpoint, background=True)
+    run.commit({"round": 1, "history": [], "labels": 10}, failing_checkpoint)
     with pytest.raises(OSError, match="No space left"):
         run.wait_for_commit()
     assert run.load_state() is None
