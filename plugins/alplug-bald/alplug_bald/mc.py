@@ -125,3 +125,34 @@ def mc_scores(learner, X_pool, score, T: int = 20, random_state=None) -> np.ndar
     """
     parts = [np.asarray(score(batch), dtype=np.float64) for batch in mc_batches(learner, X_pool, T, random_state)]
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def mc_top_candidates(learner, X_pool, score, k: int, T: int = 20, random_state=None):
+    """The ``k`` highest ``score``s of the pool with their MC probabilities, from one streamed pass.
+
+    Returns (positions, scores, probabilities [k, C, T]), best first. Ties are
+    broken as ``alplug.strategies.selection.select`` breaks them (in a seeded
+    random order), so the positions equal ``select(all scores, k, largest=True)``.
+    Memory O(N) for the tie-break order plus O(k x C x T), never the pool's MC samples.
+    """
+    n = len(X_pool)
+    order = np.arange(n) if random_state is None else np.random.default_rng(random_state).permutation(n)
+    tie_rank = np.empty(n, dtype=np.intp)
+    tie_rank[order] = np.arange(n)
+    keep_pos = np.zeros(0, dtype=np.intp)
+    keep_scores = np.zeros(0)
+    keep_probs = None
+    start = 0
+    for batch in mc_batches(learner, X_pool, T, random_state):
+        pos = np.arange(start, start + len(batch))
+        start += len(batch)
+        scores = np.asarray(score(batch), dtype=np.float64)
+        if not np.all(np.isfinite(scores)):
+            raise StrategyError(f"{int(np.sum(~np.isfinite(scores)))} MC-dropout scores are NaN or infinite "
+                                "(the model's probabilities are not finite; check the training loss)")
+        pos = np.concatenate([keep_pos, pos])
+        scores = np.concatenate([keep_scores, scores])
+        probs = batch if keep_probs is None else np.concatenate([keep_probs, batch])
+        best = np.lexsort((tie_rank[pos], -scores))[:k]  # highest score first, then the tie-break order
+        keep_pos, keep_scores, keep_probs = pos[best], scores[best], probs[best]
+    return keep_pos, keep_scores, keep_probs

@@ -2,7 +2,7 @@
 
 Cost: one backbone pass over the pool plus T head passes (see mc.py), reduced to
 per-sample scores batch by batch (memory O(N), never O(N x C x T)). BatchBALD
-adds its greedy joint-entropy search over at most ``candidates`` images.
+adds its greedy joint-entropy search (batchbald.py) over at most ``candidates`` images.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 
 from alplug.strategies.selection import check_n_instances, pool_size, select
 
-from .mc import mc_probabilities, mc_scores
+from .batchbald import greedy_batchbald
+from .mc import mc_scores, mc_top_candidates
 
 
 def _scores(name, learner, X_pool, n_instances, T, random_state, score):
@@ -31,35 +32,30 @@ def bald(learner, X_pool, n_instances: int = 1, *, random_state=None, T: int = 2
 
 
 def batchbald(learner, X_pool, n_instances: int = 1, *, random_state=None, T: int = 20, num_draw: int = 500,
-              candidates: int = 200):
-    """BatchBALD: greedy batch maximising joint mutual information (baal's implementation); highest first.
+              candidates: int | None = None):
+    """BatchBALD: greedy batch maximising the joint mutual information with the weights; pick order.
 
-    BatchBALD needs every candidate's MC samples at once (O(candidates x C x T))
-    and its greedy search grows with the candidate count, so it runs on the
-    ``candidates`` images with the highest BALD scores (all of a smaller pool).
+    The greedy search (``batchbald.greedy_batchbald``: exact joint entropies
+    while small, then T x ``num_draw`` sampled label configurations, lazy
+    re-scoring) runs on the ``candidates`` images with the highest BALD,
+    default max(200, 4 x n_instances), taken from the same streamed MC pass.
+    Scores: each pick's gain in mutual information (the first is its BALD).
     """
-    import torch
-    from baal.active.heuristics import BatchBALD
+    from alplug.errors import UsageError
 
     n = pool_size(X_pool)
-    check_n_instances(n_instances, n, "batchbald")
-    if candidates < n_instances:
-        from alplug.errors import UsageError
-
+    n_instances = check_n_instances(n_instances, n, "batchbald")
+    for name, value in (("num_draw", num_draw), ("candidates", candidates)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise UsageError(f"batchbald: {name} = {value!r}, must be a positive integer")
+    if candidates is None:
+        candidates = max(200, 4 * n_instances)
+    elif candidates < n_instances:
         raise UsageError(f"batchbald: candidates = {candidates}, must be >= n_instances = {n_instances}")
-    if n > candidates:
-        bald_scores = mc_scores(learner, X_pool, _bald_scores, T=T, random_state=random_state)
-        keep, _ = select(bald_scores, candidates, largest=True, random_state=random_state, strategy="batchbald")
-    else:
-        keep = np.arange(n)
-    probs = mc_probabilities(learner, X_pool[keep], T=T, random_state=random_state)  # [candidates, C, T]
-    heuristic = BatchBALD(num_samples=n_instances, num_draw=num_draw)
-    with torch.random.fork_rng(devices=[]):  # baal draws its joint-entropy samples from torch's RNG
-        if random_state is not None:
-            torch.manual_seed(int(random_state))
-        ranks, scores = heuristic.get_ranks(probs)
-    ranks = np.asarray(ranks)[:n_instances].astype(np.intp)
-    return keep[ranks].astype(np.intp), np.asarray(scores, dtype=np.float64)[ranks]
+    keep, _, probs = mc_top_candidates(learner, X_pool, _bald_scores, min(int(candidates), n), T=T,
+                                       random_state=random_state)
+    picks, gains = greedy_batchbald(probs, n_instances, num_draw=int(num_draw), random_state=random_state)
+    return keep[picks].astype(np.intp), gains
 
 
 def mc_entropy(learner, X_pool, n_instances: int = 1, *, random_state=None, T: int = 20):
