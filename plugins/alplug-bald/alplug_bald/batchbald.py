@@ -38,12 +38,8 @@ BLOCK = 8
 TINY = 1e-30  # floor for probabilities before their log: softmax can underflow to exactly 0
 
 
-def _neg_q_log_q(q):  # element-wise, 0 where q = 0 (three times faster than torch.special.xlogy here)
-    return -q * q.clamp_min(TINY).log()
-
-
-def _entropy(q):  # [..., C] -> [...]
-    return _neg_q_log_q(q).sum(-1)
+def _entropy(q):  # [..., C] -> [...]; q log q counts 0 where q = 0 (three times faster than torch.special.xlogy)
+    return -(q * q.clamp_min(TINY).log()).sum(-1)
 
 
 class _Configurations:
@@ -58,6 +54,7 @@ class _Configurations:
         self.log_a = torch.zeros(1, dtype=dtype)  # log p(configuration)
         self.log_W = torch.full((1, T), -float(np.log(T)), dtype=dtype)
         self.sampled = False
+        self._work = None  # scratch arrays for gains()
         self._update_weights()
 
     def _update_weights(self):
@@ -66,13 +63,27 @@ class _Configurations:
         self.W = torch.exp(self.log_W)  # rows are normalised posteriors
         self.a = torch.exp(self.log_a)
 
+    def _scratch(self, rows: int, L: int):
+        """Two [rows, L] work arrays, reused across calls: fresh ones of a few MB each cost page faults
+        that took longer than the arithmetic (2-3x the time of gains() on this 2-core VM)."""
+        import torch
+
+        if self._work is None or self._work.shape[2] != L or self._work.shape[1] < rows:
+            self._work = torch.empty(2, max(rows, 1), L, dtype=self.W.dtype)
+        return self._work[0, :rows], self._work[1, :rows]
+
     def gains(self, P_x, conditional):
         """Gain of each image given the configurations: P_x [n, T, C], conditional [n] -> [n]."""
+        import torch
+
         n, T, C = P_x.shape
+        L = self.W.shape[0]
+        q, log_q = self._scratch(n * C, L)
         # p(y_x = c | configuration l) as one [n C, T] x [T, L] product; classes before configurations
         # so the sum over classes adds whole rows (a third faster than summing the last axis of [n, L, C])
-        q = P_x.transpose(1, 2).reshape(n * C, T) @ self.W.T
-        h = _neg_q_log_q(q).view(n, C, -1).sum(1)  # [n, L]: H(y_x | configuration l)
+        torch.matmul(P_x.transpose(1, 2).reshape(n * C, T), self.W.T, out=q)
+        torch.clamp_min(q, TINY, out=log_q).log_().mul_(q)
+        h = log_q.view(n, C, L).sum(1).neg_()  # [n, L]: H(y_x | configuration l)
         joint = h.mean(1) if self.sampled else h @ self.a
         return joint - conditional
 
