@@ -1,5 +1,7 @@
-"""Stochastic forward passes with dropout kept on (MC dropout), shaped as baal expects."""
+"""Stochastic forward passes with dropout kept on (consistent MC dropout), shaped as baal expects."""
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -16,52 +18,83 @@ def _dropout_layers(module) -> list:
     return [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
 
 
-def _always_on_dropout_class():
+@functools.lru_cache(maxsize=None)  # one class, so set_mc_sample can recognise its layers
+def _consistent_dropout_class():
     import torch
     from torch import nn
 
-    class AlwaysOnDropout(nn.Module):
-        """Dropout that stays on in eval mode, with masks drawn as ``rand >= p``.
+    class ConsistentMCDropout(nn.Module):
+        """Always-on dropout whose k-th mask is shared by every image of the pool (consistent MC dropout).
 
-        The same Bernoulli(1 - p) masks as ``F.dropout`` (and baal's patched
-        dropout, which calls it), but ``torch.rand`` is about 3x faster than the
-        ``bernoulli_`` draws behind ``F.dropout`` on a CPU (7.8 vs 24.5 ms for the
-        20 x 256 x 512 masks of one batch), and those draws are most of the cost
-        of MC dropout once the backbone runs only once.
+        Pass k of every image then runs the same network w_k drawn from the
+        dropout posterior, as BatchBALD's joint entropies assume (p(y_1..n | w_k)
+        is a product over images only when they share w_k; the paper's code does
+        the same). baal's ``ConsistentDropout`` keeps one mask per position in the
+        batch, so images in one batch still see different networks. For the
+        single-image strategies (BALD, ...) each image's T passes have the same
+        distribution either way. Drawing T masks per query instead of T per
+        image also removes the mask draws that were most of the MC cost.
+        Masks are Bernoulli(1 - p) as ``rand >= p``, scaled by 1 / (1 - p) like
+        ``F.dropout``; channel-wise (``channels``) for Dropout1d/2d/3d.
         """
 
-        def __init__(self, p: float):
+        def __init__(self, p: float, channels: bool):
             super().__init__()
-            self.p = float(p)
+            self.p, self.channels = float(p), channels
+            self.sample = 0  # set by set_mc_sample before each pass
+            self.masks = {}  # (sample, feature shape) -> mask, drawn on first use
 
         def forward(self, x):
-            keep = torch.rand(x.shape, device=x.device) >= self.p
-            return x * keep / (1.0 - self.p)
+            shape = (x.shape[1],) + (1,) * (x.dim() - 2) if self.channels else tuple(x.shape[1:])
+            key = (self.sample, shape)
+            if key not in self.masks:
+                keep = torch.rand(shape, device=x.device) >= self.p
+                self.masks[key] = keep.float() / (1.0 - self.p)
+            return x * self.masks[key].to(x.dtype)
 
-    return AlwaysOnDropout
+    return ConsistentMCDropout
 
 
 def stochastic_copy(module):
-    """A copy of ``module`` with every dropout layer always on (the model itself is untouched).
+    """A copy of ``module`` with every dropout layer always on and consistent (the model itself is untouched).
 
-    The same walk over the module tree as baal's ``patch_module``, with the
-    faster ``AlwaysOnDropout`` in place of baal's dropout.
+    The same walk over the module tree as baal's ``patch_module``; pick the MC
+    sample of each pass with ``set_mc_sample`` (``mc_passes`` does).
     """
     import copy
 
     from torch import nn
 
-    AlwaysOnDropout = _always_on_dropout_class()
+    ConsistentMCDropout = _consistent_dropout_class()
+    channel_wise = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
     clone = copy.deepcopy(module)
     for parent in [clone, *clone.modules()]:
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Dropout):  # element-wise dropout; Dropout2d/3d keep baal's version
-                setattr(parent, name, AlwaysOnDropout(child.p))
-    if any(isinstance(m, nn.modules.dropout._DropoutNd) for m in clone.modules()):
-        from baal.bayesian.dropout import patch_module
-
-        patch_module(clone, inplace=True)  # channel-wise dropout left: baal's always-on version
+            if isinstance(child, (nn.Dropout, *channel_wise)):
+                setattr(parent, name, ConsistentMCDropout(child.p, channels=isinstance(child, channel_wise)))
+    left = sorted({type(m).__name__ for m in _dropout_layers(clone)})
+    if left:
+        raise StrategyError(f"MC dropout supports nn.Dropout and Dropout1d/2d/3d, not {', '.join(left)}")
     return clone.eval()
+
+
+def set_mc_sample(stochastic, k: int) -> None:
+    """Make the next pass of ``stochastic`` (from ``stochastic_copy``) run MC sample ``k``'s masks."""
+    ConsistentMCDropout = _consistent_dropout_class()
+    for m in stochastic.modules():
+        if isinstance(m, ConsistentMCDropout):
+            m.sample = k
+
+
+def mc_passes(stochastic, x, T: int):
+    """Logits of ``T`` passes of ``x`` through ``stochastic``, MC sample k in pass k: shape [batch, C, T]."""
+    import torch
+
+    out = []
+    for k in range(T):
+        set_mc_sample(stochastic, k)
+        out.append(stochastic(x))
+    return torch.stack(out, dim=-1)
 
 
 def head_only_possible(module) -> bool:
@@ -75,10 +108,11 @@ def head_only_possible(module) -> bool:
 def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool | None = None):
     """Yield class probabilities of ``T`` stochastic passes for each pool batch, shape (batch, C, T).
 
-    Dropout is made always-on in a copy (``stochastic_copy``), so the
-    learner's own model is left as it was. With ``head_only`` (default: when
-    possible) the backbone runs once per batch and the stochastic head T times,
-    which draws exactly the dropout masks T full passes would draw.
+    Dropout is made always-on and consistent in a copy (``stochastic_copy``):
+    pass k of every image runs the same network w_k, and the learner's own
+    model is left as it was. With ``head_only`` (default: when possible) the
+    backbone runs once per batch and the stochastic head T times, with exactly
+    the dropout masks T full passes would draw.
     """
     import torch
 
@@ -104,7 +138,7 @@ def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool 
             for Xi, _ in est.get_iterator(est.get_dataset(X_pool), training=False):
                 x = Xi.to(device, non_blocking=True)
                 inputs = module.features(x) if head_only else x
-                logits = torch.stack([stochastic(inputs) for _ in range(T)], dim=-1)  # [batch, C, T]
+                logits = mc_passes(stochastic, inputs, T)  # [batch, C, T]
                 yield torch.softmax(logits.float(), dim=1).cpu().numpy()
     finally:
         module.train(was_training)

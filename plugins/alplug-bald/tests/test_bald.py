@@ -24,11 +24,17 @@ def digits_net():
 
 def full_model_probabilities(net, X, T, seed, stochastic):
     """T full forward passes of ``stochastic`` (a copy of the whole model with dropout kept on) per batch."""
+    from alplug_bald.mc import set_mc_sample
+
     out = []
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for Xi, _ in net.get_iterator(net.get_dataset(X), training=False):
-            out.append(torch.stack([torch.softmax(stochastic(Xi), 1) for _ in range(T)], dim=-1))
+            passes = []
+            for k in range(T):
+                set_mc_sample(stochastic, k)  # no-op for baal's module, which has no consistent layers
+                passes.append(torch.softmax(stochastic(Xi), 1))
+            out.append(torch.stack(passes, dim=-1))
     return torch.cat(out).numpy()  # [N, C, T]
 
 
@@ -51,8 +57,20 @@ def test_head_only_mc_equals_full_model_mc_for_the_same_seed(digits_net):
     np.testing.assert_allclose(forced_full, full, atol=1e-5)
 
 
+def test_mc_sample_k_is_the_same_network_for_every_image_in_every_batch(digits_net):
+    net, X = digits_net
+    net2 = copy.copy(net)
+    net2.iterator_valid__batch_size = 7  # the copies below land at other places in other batches
+    pool = np.concatenate([X[:10], X[:10], X[:10]])
+    probs = mc_probabilities(net2, pool, T=6, random_state=0)
+    np.testing.assert_allclose(probs[10:20], probs[:10], atol=1e-6)
+    np.testing.assert_allclose(probs[20:], probs[:10], atol=1e-6)
+    assert np.abs(probs[..., 0] - probs[..., 1]).max() > 1e-3  # while the passes do differ
+
+
 def test_mc_samples_have_the_distribution_of_baals_mc_dropout(digits_net):
-    """Our masks (rand >= p) and baal's (bernoulli) differ draw by draw, not in distribution."""
+    """Our masks (rand >= p, one per MC sample) and baal's (bernoulli, one per image and pass) differ draw
+    by draw, not in each image's distribution."""
     net, X = digits_net
     ours = mc_probabilities(net, X, T=200, random_state=0).mean(axis=-1)
     theirs = baal_style_probabilities(net, X, T=200, seed=1).mean(axis=-1)
@@ -159,3 +177,27 @@ def test_dropout_inside_the_backbone_falls_back_to_full_model_passes(digits_net)
     ours = mc_probabilities(net2, X[:20], T=4, random_state=0)  # head_only chosen automatically: False
     full = full_model_probabilities(net2, X[:20], T=4, seed=0, stochastic=stochastic_copy(module))
     np.testing.assert_allclose(ours, full, atol=1e-5)
+
+
+def test_channel_wise_dropout_drops_whole_channels_the_same_for_every_image():
+    from alplug_bald.mc import set_mc_sample, stochastic_copy
+
+    stochastic = stochastic_copy(torch.nn.Sequential(torch.nn.Dropout2d(0.5)))
+    x = torch.ones(3, 16, 4, 4)
+    torch.manual_seed(0)
+    a = stochastic(x)
+    assert torch.equal(a, a[:1].expand_as(a))  # one mask for every image
+    per_channel = a.amax(dim=(2, 3))
+    assert torch.equal(a, per_channel[:, :, None, None].expand_as(a))  # whole channels kept or dropped
+    assert set(per_channel.unique().tolist()) == {0.0, 2.0}
+    set_mc_sample(stochastic, 1)
+    assert not torch.equal(stochastic(x), a)  # another MC sample, another mask
+    set_mc_sample(stochastic, 0)
+    assert torch.equal(stochastic(x), a)  # sample 0 again: its mask was kept
+
+
+def test_dropout_kinds_mc_cannot_sample_are_refused():
+    from alplug_bald.mc import stochastic_copy
+
+    with pytest.raises(StrategyError, match="AlphaDropout"):
+        stochastic_copy(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.AlphaDropout(0.2)))
