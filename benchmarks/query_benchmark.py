@@ -1,6 +1,6 @@
 """How much does alplug's query step cost? Every figure is a ratio against a baseline measured in this run.
 
-    uv run python benchmarks/query_benchmark.py            # everything (about 8 minutes on a 2-core CPU)
+    uv run python benchmarks/query_benchmark.py            # everything (8 to 10 minutes on a 2-core CPU)
     uv run python benchmarks/query_benchmark.py --only 1,2
 
 0. `alplug --help` start-up / a bare Python start-up
