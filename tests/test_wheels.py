@@ -25,16 +25,17 @@ def test_wheels_install_offline_and_extras_pull_plugins(tmp_path):
     names = sorted(p.name.split("-")[0] for p in wheels.glob("*.whl"))
     assert names == ["alplug", "alplug_bald", "alplug_example_strategy", "alplug_kmeans", "alplug_outlier"]
 
-    # A fresh virtual environment with alplug's third-party dependencies, linked from uv's cache
-    # (torch alone is gigabytes; nothing is downloaded). No alplug distribution is in it.
+    # A fresh virtual environment (with pip) holding the lock file's third-party packages, linked from uv's
+    # cache (torch alone is gigabytes; nothing is downloaded), and no alplug distribution. `uv sync --frozen`
+    # installs by the lock's URLs; `uv pip install name==version --offline` would need the index pages
+    # cached as well, which a new machine's first `uv sync` does not fetch.
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"
-    frozen = run(UV, "pip", "freeze", "--python", sys.executable).splitlines()
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("\n".join(line for line in frozen if line and not line.startswith(("alplug", "-e"))))
-    run(UV, "pip", "install", "-q", "--offline", "--no-deps", "--python", python, "-r", requirements)
-    assert "alplug" not in run(python, "-m", "pip", "list")
+    run(UV, "sync", "-q", "--frozen", "--offline", "--all-packages", "--no-install-workspace", "--inexact",
+        cwd=ROOT, env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)})
+    listed = run(python, "-m", "pip", "list")
+    assert "alplug" not in listed and "torch " in listed
 
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1"}
     env.pop("ALPLUG_DISABLE_PLUGINS", None)
