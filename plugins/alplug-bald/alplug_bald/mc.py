@@ -63,18 +63,22 @@ def stochastic_copy(module):
     """
     import copy
 
+    from baal.bayesian import dropout as baal_dropout
     from torch import nn
 
     ConsistentMCDropout = _consistent_dropout_class()
-    channel_wise = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+    # baal's always-on layers too: a model a user already patched with baal's patch_module / MCDropoutModule
+    element_wise = (nn.Dropout, baal_dropout.Dropout)
+    channel_wise = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, baal_dropout.Dropout2d)
     clone = copy.deepcopy(module)
     for parent in [clone, *clone.modules()]:
         for name, child in list(parent.named_children()):
-            if isinstance(child, (nn.Dropout, *channel_wise)):
+            if isinstance(child, (*element_wise, *channel_wise)):
                 setattr(parent, name, ConsistentMCDropout(child.p, channels=isinstance(child, channel_wise)))
-    left = sorted({type(m).__name__ for m in _dropout_layers(clone)})
+    left = sorted({f"{type(m).__module__}.{type(m).__name__}" for m in _dropout_layers(clone)})
     if left:
-        raise StrategyError(f"MC dropout supports nn.Dropout and Dropout1d/2d/3d, not {', '.join(left)}")
+        raise StrategyError(f"MC dropout supports element-wise and channel-wise dropout (torch's Dropout, "
+                            f"Dropout1d/2d/3d, baal's Dropout, Dropout2d), not {', '.join(left)}")
     return clone.eval()
 
 

@@ -196,6 +196,21 @@ def test_channel_wise_dropout_drops_whole_channels_the_same_for_every_image():
     assert torch.equal(stochastic(x), a)  # sample 0 again: its mask was kept
 
 
+def test_a_model_already_patched_by_baal_gets_consistent_masks_too():
+    from baal.bayesian.dropout import patch_module
+
+    from alplug_bald.mc import stochastic_copy
+
+    patched = patch_module(torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Dropout2d(0.5)), inplace=False)
+    assert type(patched[0]).__module__.startswith("baal")
+    stochastic = stochastic_copy(patched)
+    x = torch.ones(4, 8, 3, 3)
+    torch.manual_seed(0)
+    out = stochastic(x)
+    assert torch.equal(out, out[:1].expand_as(out))  # one network for every image, not baal's per-image masks
+    assert 0 < (out == 0).float().mean() < 1
+
+
 def test_dropout_kinds_mc_cannot_sample_are_refused():
     from alplug_bald.mc import stochastic_copy
 
