@@ -395,18 +395,25 @@ def figure_4(n=1_000_000):
               f"in two processes side by side, one thread each")
         # Each child's peak is its own VmHWM, so running them together changes nothing measured but the time
         # (a third less wall time than one after the other, with two threads each).
+        # Their output goes to files, not pipes: a pipe not read while waiting for the other child could fill
+        # and stall this one.
         names = ("margin", "bald")
-        children = {name: subprocess.Popen([sys.executable, "-c", MEMORY_CHILD, str(path), name, str(root)],
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                    for name in names}
+        logs = {name: (Path(tmp) / f"{name}.out", Path(tmp) / f"{name}.err") for name in names}
+        children = {}
         try:
-            results = {name: child.communicate(timeout=900) for name, child in children.items()}
+            for name in names:
+                with open(logs[name][0], "w") as out_file, open(logs[name][1], "w") as err_file:
+                    children[name] = subprocess.Popen(
+                        [sys.executable, "-c", MEMORY_CHILD, str(path), name, str(root)],
+                        stdout=out_file, stderr=err_file)
+            for child in children.values():
+                child.wait(timeout=900)
         finally:
             for child in children.values():
                 child.kill()  # no-op for a child that has exited
         out = {}
         for name in names:
-            stdout, stderr = results[name]
+            stdout, stderr = (f.read_text() for f in logs[name])
             if children[name].returncode != 0:
                 raise RuntimeError(stderr[-2000:])
             r = json.loads(stdout.strip().splitlines()[-1])
