@@ -141,9 +141,10 @@ class ImageClassifierNet(NeuralNetClassifier):
 
     def initialize_module(self):
         super().initialize_module()
-        if str(self.device).startswith("cuda"):
-            # NHWC lets cuDNN use its fastest convolution kernels (tensor cores).
-            self.module_ = self.module_.to(memory_format=torch.channels_last)
+        # NHWC: cuDNN's fastest (tensor-core) kernels want it, and on the CPU oneDNN's convolutions are faster
+        # in it too. Measured on the 2-core CPU machine at 32 px: ResNet-18's evaluation 10-25% faster and its
+        # training the same; SqueezeNet 1.1's evaluation 2.4x and training 1.2x faster.
+        self.module_ = self.module_.to(memory_format=torch.channels_last)
         return self
 
     def infer(self, x, **fit_params):

@@ -110,7 +110,9 @@ class ImageClassifier(nn.Module):
             size = (max(self.min_size, round(h * scale)), max(self.min_size, round(w * scale)))
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+        # NHWC on every device, as the module's weights (estimators.py): cuDNN's tensor-core kernels want it,
+        # and on the CPU oneDNN's convolutions run faster in it too (SqueezeNet 1.1 twice as fast in evaluation).
+        return x.contiguous(memory_format=torch.channels_last)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone output: the head's input (a vector for ResNet, a map for SqueezeNet)."""

@@ -47,6 +47,18 @@ def test_squeezenet_from_scratch_learns_digits(digits):
     assert accuracy > 0.5, accuracy  # stock SqueezeNet 1.1 stays near 0.1 here (docs/models.md)
 
 
+@pytest.mark.parametrize("arch", ["resnet18", "squeezenet1_1"])
+def test_module_and_batches_use_channels_last_on_the_cpu_too(arch):
+    # oneDNN's CPU convolutions are faster in NHWC (docs/models.md); a rebuild must not lose it.
+    net = make_estimator(arch, in_channels=3, num_classes=10, device="cpu").initialize()
+    convs = [m for m in net.module_.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    # a 3x3 kernel's weight is contiguous in one layout only: NCHW-contiguous would mean no conversion
+    assert not next(c for c in convs if c.kernel_size == (3, 3)).weight.is_contiguous()
+    batch = net.module_.prepare(torch.randint(0, 256, (4, 3, 40, 40), dtype=torch.uint8))
+    assert batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
+
+
 def test_validation_data_is_scored_every_epoch(digits):
     X, y, Xv, yv = _subset(digits, 30)
     net = make_estimator("squeezenet1_1", in_channels=1, num_classes=10, epochs=2, valid_data=(Xv[:40], yv[:40]))
