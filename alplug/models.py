@@ -22,6 +22,12 @@ ARCHITECTURES = ("resnet18", "resnet50", "squeezenet1_1")
 # from 8x8 digits without upsampling (the source reports used 32 px).
 MIN_INPUT_SIZE = {"resnet18": 32, "resnet50": 32, "squeezenet1_1": 32}
 
+# Memory layout of the weights while training on the CPU. Evaluation is faster in channels-last (NHWC) for all
+# three (oneDNN; benchmark figure 6: ResNet-18 15-20%, SqueezeNet 1.1 2x), and so is SqueezeNet's training, but
+# ResNet-18 trains 6-17% slower in it (ResNet-50 the same), so ResNets train in NCHW there and their pool
+# passes run on a channels-last copy (estimators.ImageClassifierNet.evaluation_module). CUDA: always NHWC.
+CPU_TRAINS_CHANNELS_LAST = {"resnet18": False, "resnet50": False, "squeezenet1_1": True}
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -64,6 +70,7 @@ class ImageClassifier(nn.Module):
         self.arch, self.in_channels, self.num_classes = arch, in_channels, num_classes
         self.image_size = image_size
         self.min_size = MIN_INPUT_SIZE[arch]
+        self.channels_last = False  # the weights' layout, which prepare() gives its batches too
 
         stock = _build_stock(arch, weights)
         if arch.startswith("resnet"):
@@ -110,9 +117,12 @@ class ImageClassifier(nn.Module):
             size = (max(self.min_size, round(h * scale)), max(self.min_size, round(w * scale)))
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         x = (x - self.mean) / self.std
-        # NHWC on every device, as the module's weights (estimators.py): cuDNN's tensor-core kernels want it,
-        # and on the CPU oneDNN's convolutions run faster in it too (SqueezeNet 1.1 twice as fast in evaluation).
-        return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def use_channels_last(self, on: bool = True) -> "ImageClassifier":
+        """Weights, and the batches ``prepare`` makes, in the channels-last (NHWC) layout, or back in NCHW."""
+        self.channels_last = on
+        return self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone output: the head's input (a vector for ResNet, a map for SqueezeNet)."""

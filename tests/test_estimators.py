@@ -47,16 +47,29 @@ def test_squeezenet_from_scratch_learns_digits(digits):
     assert accuracy > 0.5, accuracy  # stock SqueezeNet 1.1 stays near 0.1 here (docs/models.md)
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "squeezenet1_1"])
-def test_module_and_batches_use_channels_last_on_the_cpu_too(arch):
-    # oneDNN's CPU convolutions are faster in NHWC (docs/models.md); a rebuild must not lose it.
+def _is_channels_last(module) -> bool:
+    # a 3x3 kernel's weight is contiguous in one layout only (1x1 kernels and 1-channel inputs are in both)
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    layouts = {c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs}
+    assert len(layouts) == 1 and all(c.weight.is_contiguous() != (True in layouts) for c in convs)
+    return layouts.pop()
+
+
+@pytest.mark.parametrize("arch,trains_channels_last", [("resnet18", False), ("squeezenet1_1", True)])
+def test_pool_passes_run_in_channels_last_and_training_in_the_faster_layout(arch, trains_channels_last):
+    # On the CPU oneDNN evaluates both faster in NHWC, but trains only SqueezeNet faster in it (models.py).
     net = make_estimator(arch, in_channels=3, num_classes=10, device="cpu").initialize()
-    convs = [m for m in net.module_.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
-    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
-    # a 3x3 kernel's weight is contiguous in one layout only: NCHW-contiguous would mean no conversion
-    assert not next(c for c in convs if c.kernel_size == (3, 3)).weight.is_contiguous()
-    batch = net.module_.prepare(torch.randint(0, 256, (4, 3, 40, 40), dtype=torch.uint8))
-    assert batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
+    module = net.module_.train()
+    assert _is_channels_last(module) == trains_channels_last
+    x = torch.randint(0, 256, (4, 3, 40, 40), dtype=torch.uint8)
+    assert module.prepare(x).is_contiguous(memory_format=torch.channels_last) == trains_channels_last
+    with net.evaluation_module() as fast:
+        assert _is_channels_last(fast) and not fast.training
+        assert (fast is module) == trains_channels_last  # a copy only when the layout differs
+        assert fast.prepare(x).is_contiguous(memory_format=torch.channels_last)
+        if fast is not module:
+            assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), module.state_dict().values()))
+    assert module.training and _is_channels_last(module) == trains_channels_last  # left as it was
 
 
 def test_validation_data_is_scored_every_epoch(digits):

@@ -85,6 +85,8 @@ def predict_proba(learner, X_pool) -> np.ndarray:
         dim = getattr(getattr(est, "module_", None), "embedding_dim", 0)
         if len(X_pool) * dim * 4 <= SHARED_EMBEDDING_BUDGET:
             return embeddings_and_proba(learner, X_pool)[1]
+    if hasattr(est, "embed_and_predict"):  # alplug's pool pass (faster layout), probabilities only
+        return est.embed_and_predict(X_pool, need_embeddings=False)[1]
     return np.asarray(learner.predict_proba(X_pool))
 
 

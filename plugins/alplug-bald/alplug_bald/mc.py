@@ -1,6 +1,7 @@
 """Stochastic forward passes with dropout kept on (consistent MC dropout), shaped as baal expects."""
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -130,13 +131,14 @@ def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool 
         raise StrategyError(NO_DROPOUT_ADVICE)
     if head_only is None:
         head_only = head_only_possible(module)
-    was_training = module.training
-    module.eval()  # BatchNorm uses its running statistics; only the patched dropout is random
-    stochastic = stochastic_copy(module.head if head_only else module)
     device = torch.device(est.device)
     devices = [device.index or 0] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices), torch.inference_mode(), est.autocast():
+    # Eval mode (BatchNorm uses its running statistics; only the patched dropout is random); alplug's nets
+    # hand out the module in their fastest evaluation layout, any other skorch net its own module.
+    with _evaluation_module(est) as module:
+        stochastic = stochastic_copy(module.head if head_only else module)
+        with torch.random.fork_rng(devices=devices), torch.inference_mode(), \
+                getattr(est, "autocast", contextlib.nullcontext)():
             if random_state is not None:
                 torch.manual_seed(int(random_state))
             for Xi, _ in est.get_iterator(est.get_dataset(X_pool), training=False):
@@ -144,6 +146,18 @@ def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool 
                 inputs = module.features(x) if head_only else x
                 logits = mc_passes(stochastic, inputs, T)  # [batch, C, T]
                 yield torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+@contextlib.contextmanager
+def _evaluation_module(est):
+    if hasattr(est, "evaluation_module"):
+        with est.evaluation_module() as module:
+            yield module
+        return
+    module = est.module_
+    was_training = module.training
+    try:
+        yield module.eval()
     finally:
         module.train(was_training)
 

@@ -216,3 +216,25 @@ def test_dropout_kinds_mc_cannot_sample_are_refused():
 
     with pytest.raises(StrategyError, match="AlphaDropout"):
         stochastic_copy(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.AlphaDropout(0.2)))
+
+
+def test_a_plain_skorch_net_is_sampled_in_eval_mode_and_left_as_it_was():
+    # Not one of alplug's nets: no evaluation_module(), no autocast(); MC dropout still works on it.
+    from skorch import NeuralNetClassifier
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                                 torch.nn.Dropout(0.5), torch.nn.Linear(16, 3))
+    X = np.random.default_rng(0).normal(size=(60, 6)).astype(np.float32)
+    y = np.arange(60) % 3
+    net = NeuralNetClassifier(module, criterion=torch.nn.CrossEntropyLoss, max_epochs=2, batch_size=20,
+                              train_split=None, verbose=0).fit(X, y)
+    net.module_.train()
+    probs = mc_probabilities(net, X, T=5, random_state=0)
+    assert probs.shape == (60, 3, 5) and not np.allclose(probs[..., 0], probs[..., 1])
+    # eval mode for the passes: BatchNorm used its running statistics, so one image alone gets the same samples
+    alone = mc_probabilities(net, X[:1], T=5, random_state=0)
+    np.testing.assert_allclose(alone[0], probs[0], atol=1e-6)
+    assert net.module_.training  # the mode it had
+    idx, _ = bald(net, X, n_instances=4, T=5, random_state=0)
+    assert len(set(idx.tolist())) == 4
