@@ -70,6 +70,9 @@ def test_pool_passes_run_in_channels_last_and_training_in_the_faster_layout(arch
         if fast is not module:
             assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), module.state_dict().values()))
     assert module.training and _is_channels_last(module) == trains_channels_last  # left as it was
+    with net.evaluation_module(n_images=net.CHANNELS_LAST_COPY_MIN_IMAGES - 1) as small_pass:
+        assert small_pass is module and not module.training  # a copy would cost more than it saves
+    assert module.training
 
 
 def test_validation_data_is_scored_every_epoch(digits):
@@ -152,3 +155,18 @@ def test_check_module_catches_foreign_weights_without_building_or_drawing_random
     assert not hasattr(good, "module_")  # nothing was built for real
     with pytest.raises(ModelWeightsError, match="do not fit resnet18"):
         check_module(bad)
+
+
+def test_embed_and_predict_fills_whole_pool_arrays_batch_by_batch(digits):
+    X, y, X_pool, _ = _subset(digits, 30)
+    net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=1, batch_size=8,
+                         eval_batch_size=16).fit(X, y)
+    pool = X_pool[:37]  # batches of 16, 16 and 5
+    emb, proba = net.embed_and_predict(pool)
+    assert emb.shape == (37, 512) and proba.shape == (37, 10) and emb.dtype == proba.dtype == np.float32
+    np.testing.assert_allclose(proba, net.predict_proba(pool), atol=1e-5)  # every row, in order
+    np.testing.assert_allclose(emb[30:], net.embed(pool[30:]), atol=1e-5)
+    assert net.embed_and_predict(pool, need_embeddings=False)[0] is None
+    assert net.embed_and_predict(pool, need_proba=False)[1] is None
+    empty_emb, empty_proba = net.embed_and_predict(pool[:0])
+    assert empty_emb.shape == (0, 512) and empty_proba.shape == (0, 10)

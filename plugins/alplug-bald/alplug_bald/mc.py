@@ -135,7 +135,7 @@ def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool 
     devices = [device.index or 0] if device.type == "cuda" else []
     # Eval mode (BatchNorm uses its running statistics; only the patched dropout is random); alplug's nets
     # hand out the module in their fastest evaluation layout, any other skorch net its own module.
-    with _evaluation_module(est) as module:
+    with _evaluation_module(est, len(X_pool)) as module:
         stochastic = stochastic_copy(module.head if head_only else module)
         with torch.random.fork_rng(devices=devices), torch.inference_mode(), \
                 getattr(est, "autocast", contextlib.nullcontext)():
@@ -149,9 +149,9 @@ def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool 
 
 
 @contextlib.contextmanager
-def _evaluation_module(est):
+def _evaluation_module(est, n_images: int):
     if hasattr(est, "evaluation_module"):
-        with est.evaluation_module() as module:
+        with est.evaluation_module(n_images) as module:
             yield module
         return
     module = est.module_
