@@ -12,7 +12,7 @@
    directly, and accounted (both do the same compute, which is checked; their time around it is compared)
 4. peak resident memory while querying a 1,000,000-image memory-mapped pool with margin and with BALD
 5. on a CUDA machine only: pool-scoring images per second, and that as a fraction of the FLOP-bound ideal
-6. evaluation and training time in channels-last, alplug's memory layout on every device / in NCHW
+6. evaluation and training time in the channels-last memory layout / in NCHW, which decide alplug's CPU layouts
 """
 from __future__ import annotations
 
@@ -485,36 +485,34 @@ def figure_5():
 
 
 def figure_6(rounds=4):
-    """Channels-last (alplug's layout on every device) / NCHW: evaluation and training time of the same module."""
+    """Channels-last / NCHW: evaluation and training time of the same module, which decide alplug's CPU layouts."""
     import torch
     import torch.nn.functional as F
 
     from alplug.models import ImageClassifier
 
-    print("\n[6] memory layout: channels-last (alplug's, on every device) / NCHW, same module and batches; "
+    print("\n[6] memory layout: channels-last / NCHW, same weights and batches (alplug's CPU layouts follow it); "
           f"evaluation of 256 images and 10 training steps of 32 at 32 px, fastest of {rounds} alternating rounds")
     out = {}
     eval_x = torch.randint(0, 256, (256, 1, 8, 8), dtype=torch.uint8)
     train_x, train_y = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8), torch.randint(0, 10, (32,))
     for arch in ("resnet18", "squeezenet1_1"):
         torch.manual_seed(0)
-        nhwc = ImageClassifier(arch, in_channels=1, num_classes=10, dropout=0.3).to(memory_format=torch.channels_last)
+        nhwc = ImageClassifier(arch, in_channels=1, num_classes=10, dropout=0.3).use_channels_last()
         nchw = ImageClassifier(arch, in_channels=1, num_classes=10, dropout=0.3)
         nchw.load_state_dict(nhwc.state_dict())
         times = {}
         for layout, model in (("nchw", nchw), ("channels_last", nhwc)):
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-            # prepare() hands the backbone channels-last batches; NCHW's get them made contiguous again
-            prepare = (lambda m: lambda x: m.prepare(x).contiguous()) if layout == "nchw" else (lambda m: m.prepare)
 
-            def evaluate(model=model, prepare=prepare(model)):
+            def evaluate(model=model):  # the module's own forward: prepare() gives batches its layout
                 with torch.inference_mode():
-                    model.eval().head(model.backbone(prepare(eval_x)))
+                    model.eval()(eval_x)
 
-            def train(model=model, prepare=prepare(model), optimizer=optimizer):
+            def train(model=model, optimizer=optimizer):
                 model.train()
                 for _ in range(10):
-                    loss = F.cross_entropy(model.head(model.backbone(prepare(train_x))), train_y)
+                    loss = F.cross_entropy(model(train_x), train_y)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
