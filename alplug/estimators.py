@@ -150,7 +150,7 @@ class ImageClassifierNet(NeuralNetClassifier):
         return self
 
     # A channels-last copy costs 0.04 s for ResNet-18 on the 2-core CPU machine, and up to 0.2 s while a run's
-    # checkpoint is being written in the background; it saves 15-20% of a pass. Below a few thousand images
+    # checkpoint is being written in the background; it saves 13-31% of a pass. Below a few thousand images
     # (the digits pool is 1,028) the copy would cost more than it saves.
     CHANNELS_LAST_COPY_MIN_IMAGES = 4096
 
@@ -159,7 +159,7 @@ class ImageClassifierNet(NeuralNetClassifier):
         """The fitted module in eval mode, for a pass over ``n_images`` images, in its fastest layout for that.
 
         A module that trains in NCHW (ResNets on the CPU) is copied into channels-last for a pass over at least
-        ``CHANNELS_LAST_COPY_MIN_IMAGES`` images (or an unknown number): oneDNN evaluates ResNets 15-20% faster
+        ``CHANNELS_LAST_COPY_MIN_IMAGES`` images (or an unknown number): oneDNN evaluates ResNets 13-31% faster
         in it (models.py). The fitted module itself is left as it was, mode included.
         """
         module = self.module_

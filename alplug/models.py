@@ -23,8 +23,8 @@ ARCHITECTURES = ("resnet18", "resnet50", "squeezenet1_1")
 MIN_INPUT_SIZE = {"resnet18": 32, "resnet50": 32, "squeezenet1_1": 32}
 
 # Memory layout of the weights while training on the CPU. Evaluation is faster in channels-last (NHWC) for all
-# three (oneDNN; benchmark figure 6: ResNet-18 15-20%, SqueezeNet 1.1 2x), and so is SqueezeNet's training, but
-# ResNet-18 trains 6-17% slower in it (ResNet-50 no faster), so ResNets train in NCHW there and their pool
+# three (oneDNN; benchmark figure 6: ResNet-18 13-31%, SqueezeNet 1.1 2x), and so is SqueezeNet's training, but
+# ResNet-18 trains up to 17% slower in it (ResNet-50 no faster), so ResNets train in NCHW there and their pool
 # passes run on a channels-last copy (estimators.ImageClassifierNet.evaluation_module). CUDA: always NHWC.
 CPU_TRAINS_CHANNELS_LAST = {"resnet18": False, "resnet50": False, "squeezenet1_1": True}
 
