@@ -31,6 +31,25 @@ def is_torch_net(estimator) -> bool:
     return hasattr(estimator, "module_") and hasattr(estimator, "get_iterator")
 
 
+@contextlib.contextmanager
+def evaluation_module(net, n_images: int):
+    """A skorch net's fitted module in eval mode for a pass over ``n_images`` images; its mode restored after.
+
+    alplug's nets hand out the module in their fastest evaluation layout (``ImageClassifierNet.evaluation_module``),
+    any other skorch net its own module.
+    """
+    if hasattr(net, "evaluation_module"):
+        with net.evaluation_module(n_images) as module:
+            yield module
+        return
+    module = net.module_
+    was_training = module.training
+    try:
+        yield module.eval()
+    finally:
+        module.train(was_training)
+
+
 # While a query runs inside ``shared_model_outputs()``, one backbone pass per
 # (model, pool) serves every strategy that asks: a combination such as
 # entropy+model-outlier then costs one pass, not three.

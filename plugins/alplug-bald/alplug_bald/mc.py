@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from alplug.strategies.outputs import StrategyError, estimator_of, is_torch_net
+from alplug.strategies.outputs import StrategyError, estimator_of, evaluation_module, is_torch_net
 
 NO_DROPOUT_ADVICE = ("the model has no dropout layer with p > 0, so every MC-dropout score would be 0; "
                      "train it with a dropout head: `alplug run --dropout 0.3` or "
@@ -133,9 +133,8 @@ def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool 
         head_only = head_only_possible(module)
     device = torch.device(est.device)
     devices = [device.index or 0] if device.type == "cuda" else []
-    # Eval mode (BatchNorm uses its running statistics; only the patched dropout is random); alplug's nets
-    # hand out the module in their fastest evaluation layout, any other skorch net its own module.
-    with _evaluation_module(est, len(X_pool)) as module:
+    # eval mode: BatchNorm uses its running statistics; only the patched dropout is random
+    with evaluation_module(est, len(X_pool)) as module:
         stochastic = stochastic_copy(module.head if head_only else module)
         with torch.random.fork_rng(devices=devices), torch.inference_mode(), \
                 getattr(est, "autocast", contextlib.nullcontext)():
@@ -146,20 +145,6 @@ def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool 
                 inputs = module.features(x) if head_only else x
                 logits = mc_passes(stochastic, inputs, T)  # [batch, C, T]
                 yield torch.softmax(logits.float(), dim=1).cpu().numpy()
-
-
-@contextlib.contextmanager
-def _evaluation_module(est, n_images: int):
-    if hasattr(est, "evaluation_module"):
-        with est.evaluation_module(n_images) as module:
-            yield module
-        return
-    module = est.module_
-    was_training = module.training
-    try:
-        yield module.eval()
-    finally:
-        module.train(was_training)
 
 
 def mc_probabilities(learner, X_pool, T: int = 20, random_state=None, head_only: bool | None = None) -> np.ndarray:
