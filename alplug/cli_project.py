@@ -17,6 +17,12 @@ PROJECT_SETTINGS = ("query", "query_options", "model", "image_size", "per_round"
                     "weight_decay", "optimizer", "augment", "hflip", "weights", "dropout", "device", "seed")
 
 
+# Class names appear in the page, in CSV files and in key bindings: markup, quotes and control characters
+# have no business there (the page escapes them anyway; refusing them at init keeps every output plain).
+MARKUP = "<>&\"'`"
+MAX_CLASS_CHARS = 100
+
+
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -67,6 +73,11 @@ def init(ctx, project_dir, images_dir, classes, **params):
     names = [c.strip() for c in classes.split(",")]
     if len(names) < 2 or any(not c for c in names) or len(set(names)) != len(names):
         raise UsageError(f"--classes {classes!r} must name at least two distinct, non-empty classes")
+    bad = [c for c in names if len(c) > MAX_CLASS_CHARS or any(ch in MARKUP or not ch.isprintable() for ch in c)]
+    if bad:
+        raise UsageError(f"--classes: {', '.join(map(repr, bad))} may not hold control characters or any of "
+                         f"{' '.join(MARKUP)}, nor be longer than {MAX_CLASS_CHARS} characters; use plain names "
+                         "such as cat,dog,bird")
     path = Path(project_dir)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UsageError(f"{path} already exists; choose another PROJECT directory (nothing is overwritten)")
@@ -101,8 +112,9 @@ def init(ctx, project_dir, images_dir, classes, **params):
 def next_(project_dir, n, out):
     """Train on the labels so far and queue the next batch (random while there are too few labels)."""
     from .errors import UsageError
-    from .project.csvio import write_batch
+    from .project.csvio import batch_csv
     from .project.learn import next_batch
+    from .rundir import atomic_write
 
     store = _open(project_dir)
     n = n if n is not None else store.settings.per_round
@@ -117,8 +129,7 @@ def next_(project_dir, n, out):
         click.echo("alplug project: every image is labeled or skipped; nothing to queue")
         return
     target = Path(out) if out else store.project / f"batch-{result.batch:04d}.csv"
-    with open(target, "x", newline="") as f:
-        write_batch(store, result.batch, f)
+    atomic_write(target, batch_csv(store, result.batch)[0], exclusive=True)
     acc = f", validation accuracy {result.val_accuracy:.3f}" if result.val_accuracy is not None else ""
     click.echo(f"alplug project: batch {result.batch}, {result.size} images by {result.how} "
                f"(trained on {result.trained_on} labels{acc}) -> {target}")
@@ -152,15 +163,16 @@ def import_(ctx, project_dir, csv_file, who):
 def export(project_dir, out):
     """Write every label (path,label,who,at,source) as CSV."""
     from .project.csvio import export_labels
+    from .rundir import atomic_write
 
     store = _open(project_dir)
     _refuse_existing(out)
+    text, n = export_labels(store)
     if out:
-        with open(out, "x", newline="") as f:
-            n = export_labels(store, f)
+        atomic_write(Path(out), text, exclusive=True)
         click.echo(f"alplug project: {n} labels -> {out}", err=True)
     else:
-        export_labels(store, sys.stdout)
+        sys.stdout.write(text)
 
 
 @project.command()
@@ -191,7 +203,9 @@ def status(project_dir):
 @click.option("--annotator", default=None, help="Name stored with each label. [default: your login name]")
 @click.option("--hint/--no-hint", default=False, show_default=True,
               help="Show the model's guess and confidence (biases annotators; off by default).")
-def label(project_dir, host, port, per_round, annotator, hint):
+@click.option("--retrain-timeout", type=float, default=3600, show_default=True,
+              help="Seconds a retraining may take before it is stopped, reported on the page and retried.")
+def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout):
     """Label a project's images in the browser; the model picks each next batch.
 
     \b
@@ -206,9 +220,11 @@ def label(project_dir, host, port, per_round, annotator, hint):
     store.close()
     if n < 1 or not 0 <= port < 65536:
         raise UsageError(f"-n {n} must be >= 1 and --port {port} in 0..65535")
+    if not retrain_timeout > 0:
+        raise UsageError(f"--retrain-timeout {retrain_timeout} must be > 0 seconds")
     try:
         serve(project_dir, host=host, port=port, batch_size=n, annotator=annotator or _user(), hint=hint,
-              echo=click.echo)
+              echo=click.echo, retrain_timeout=retrain_timeout)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
                          "or --host") from None

@@ -40,6 +40,16 @@ class DataError(UsageError):
     """A data set that is missing, unreadable or malformed."""
 
 
+class UnreadableImageError(DataError):
+    """Image files that could be read once and no longer can (truncated, replaced, deleted)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems  # (path, why)
+        shown = "; ".join(f"{path} ({why})" for path, why in problems[:3])
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        super().__init__(f"cannot read image {shown}{more}")
+
+
 class MissingDependencyError(AlplugError):
     """An optional package is not installed; the message says how to get it."""
 

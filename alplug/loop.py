@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -42,6 +43,29 @@ class Oracle:
 
     def reveal(self, ids: np.ndarray) -> np.ndarray:
         return self.labels[ids]
+
+
+def save_torch(obj, path) -> None:
+    """``torch.save`` to a file through Python's own I/O: a full disk is then an ``OSError`` naming the file,
+    where torch's zip writer would raise ``RuntimeError: [enforce fail at inline_container.cc]``."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with open(path, "wb") as f:
+        f.write(buf.getbuffer())
+
+
+def check_new_labels(new: np.ndarray, labeled: np.ndarray, strategy) -> None:
+    """The ids about to be labeled must be distinct and not labeled yet, whatever the strategy did."""
+    if len(np.unique(new)) != len(new) or np.isin(new, labeled).any():
+        from .strategies.outputs import StrategyError
+
+        where = getattr(strategy, "alplug_name", "the strategy")
+        raise StrategyError(f"{where} chose images that are labeled already or chosen twice; nothing was labeled "
+                            f"(a strategy must not change X_pool)")
 
 
 def _stop_reason(config: RunConfig, state: dict, n_pool_left: int) -> str | None:
@@ -130,16 +154,14 @@ class ActiveLearningRun:
         written later by the run directory's worker thread. They refer to the live
         tensors, not copies: the loop waits for the commit before ``teach`` changes them.
         """
-        import torch
-
         params_state = self.estimator.module_.state_dict()
         optimizer_state = self.estimator.optimizer_.state_dict() if self.config.warm_start else None
 
         def write(prefix) -> None:
             params, optimizer = self._checkpoint_files(prefix)
-            torch.save(params_state, params)
+            save_torch(params_state, params)
             if optimizer is not None:
-                torch.save(optimizer_state, optimizer)
+                save_torch(optimizer_state, optimizer)
 
         return write
 
@@ -156,6 +178,25 @@ class ActiveLearningRun:
         self.echo(f"round {row['round']:>3}  labels {row['labels']:>6}  train {row['train_seconds']:6.1f}s  "
                   f"query {row['query_seconds']:5.1f}s  val-1 acc {row['val1_acc']:.3f}  "
                   f"val-2 acc {row['val2_acc']:.3f}")
+
+    def check_resumable(self, run_dir: RunDirectory) -> None:
+        """Raise the one-line error ``--resume`` gives for a run directory whose state does not fit this run."""
+        state = run_dir.load_state()
+        if state is not None and not state.get("finished"):
+            self.run_dir = run_dir
+            self._check_resumed_state(state)
+
+    def _check_resumed_state(self, state: dict) -> None:
+        """What ``state.json`` says must fit this run's splits: queried ids from its pool, counts that add up."""
+        queried = np.asarray(state["queried"], dtype=np.int64)
+        if not np.isin(queried, self.splits.pool).all():
+            raise self.run_dir.damaged("state.json lists queried ids that are not in this run's pool")
+        if state["labels"] != len(self.splits.initial) + len(queried):
+            raise self.run_dir.damaged(f"state.json counts {state['labels']} labels but lists "
+                                       f"{len(self.splits.initial) + len(queried)} labeled images")
+        optimizer = self._checkpoint_files(self.run_dir.checkpoint_prefix(state))[1]
+        if optimizer is not None and not Path(optimizer).is_file():
+            raise self.run_dir.damaged(f"its checkpoint has no optimizer file {Path(optimizer).name}")
 
     # ---- the loop ---------------------------------------------------------------
     def run(self, run_dir: RunDirectory) -> dict:
@@ -182,7 +223,8 @@ class ActiveLearningRun:
 
         if state is None:
             state = {"round": 0, "labels": 0, "queried": [], "history": [], "best_val2": None,
-                     "stale_rounds": 0, "finished": False}
+                     "stale_rounds": 0, "finished": False,
+                     "strategy_sources": getattr(self.strategy, "alplug_sources", {})}
             self.history = state["history"]
             initial = self.splits.initial
             # The first fit builds the module (the constructor only checked it, on the meta
@@ -195,6 +237,7 @@ class ActiveLearningRun:
             self._commit(state, row)
             self._announce(row)
         else:
+            self._check_resumed_state(state)
             labeled = self._labeled_ids(state)
             self.estimator.initialize()
             params, optimizer = self._checkpoint_files(self.run_dir.checkpoint_prefix(state))
@@ -213,10 +256,11 @@ class ActiveLearningRun:
             if cfg.budget is not None:
                 n = min(n, cfg.budget - state["labels"])
             t0 = time.perf_counter()
-            with shared_model_outputs():
-                idx, _ = learner.query(pool, n_instances=n, random_state=round_seed(cfg.seed, round_))
+            with shared_model_outputs():  # the strategy gets its own copy: nothing it does changes `pool`
+                idx, _ = learner.query(pool.copy(), n_instances=n, random_state=round_seed(cfg.seed, round_))
             query_s = time.perf_counter() - t0
             new = pool[np.asarray(idx, dtype=np.int64)]
+            check_new_labels(new, self._labeled_ids(state), self.strategy)
             self.run_dir.wait_for_commit()  # the last round's checkpoint reads the weights teach() changes
             torch.manual_seed(round_seed(cfg.seed, round_))
             t0 = time.perf_counter()
@@ -249,6 +293,7 @@ class ActiveLearningRun:
             "stop_reason": state.get("stop_reason"), "classes": self.data.classes,
             "split_sizes": s.sizes(), "skipped_files": [p for p, _ in self.data.skipped],
             "device": str(self.estimator.device), "config": self.config.to_dict(),
+            "strategy_sources": state.get("strategy_sources", getattr(self.strategy, "alplug_sources", {})),
         }
         self.run_dir.write_result(result)
         self.run_dir.mark_finished(state)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 
+from .csvcells import csv_text
 from .study import Study
 
 
@@ -172,10 +172,8 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
 
     for name, rows in (("summary", table), ("label_cost", cost_table), ("queried_classes", class_rows)):
         if rows:
-            with open(out / f"{name}.csv", "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+            (out / f"{name}.csv").write_text(csv_text(list(rows[0]), ([r[k] for k in rows[0]] for r in rows)),
+                                            encoding="utf-8")
 
     def md_table(rows):
         if not rows:

@@ -45,7 +45,22 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes files 0600; files alplug writes get the mode any other new file would (0666 less the umask).
+FILE_MODE = 0o666 & ~_read_umask()
+
+
+def atomic_write(path: Path, data: bytes | str, *, exclusive: bool = False) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, flushed, then moved into place.
+
+    ``exclusive``: never replace an existing ``path`` (``FileExistsError``), for files the user names
+    (exports), which a full disk or an interrupt must not leave as a 0-byte file that blocks the next try.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -53,11 +68,56 @@ def atomic_write(path: Path, data: bytes | str) -> None:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.chmod(tmp, FILE_MODE)
+        if exclusive:
+            os.link(tmp, path)  # atomic, and refuses an existing path
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_path(path.parent)  # the rename itself survives a power cut
+
+
+MAX_STATE_BYTES = 256 * 2**20
+
+
+def state_problem(state, run_path: Path) -> str | None:
+    """What is wrong with the structure of a ``state.json`` (None when nothing is). The loop checks the ids
+    against the run's splits; this needs only the file."""
+    def whole(v, low=0):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    if not isinstance(state, dict):
+        return f"holds a JSON {type(state).__name__}, not an object"
+    for key in ("round", "labels", "stale_rounds"):
+        if not whole(state.get(key)):
+            return f"has {key} = {state.get(key)!r}, not a whole number >= 0"
+    queried = state.get("queried")
+    if not isinstance(queried, list) or not all(whole(i) for i in queried):
+        return "has queried ids that are not a list of whole numbers >= 0"
+    if len(set(queried)) != len(queried):
+        return "lists an image id in queried twice"
+    history = state.get("history")
+    if not isinstance(history, list) or len(history) != state["round"] + 1:
+        return f"has a history of {len(history) if isinstance(history, list) else 'no'} rounds for round " \
+               f"{state['round']}"
+    for row in history:
+        if not isinstance(row, dict) or not all(whole(row.get(k)) for k in ("round", "labels")) or \
+                not isinstance(row.get("val2_acc"), (int, float)) or isinstance(row.get("val2_acc"), bool):
+            return "has a history row without round, labels and val2_acc"
+    if state.get("best_val2") is not None and not isinstance(state["best_val2"], (int, float)):
+        return "has a best_val2 that is not a number"
+    checkpoint = state.get("checkpoint")
+    if not isinstance(checkpoint, str):
+        return "names no checkpoint"
+    where = (run_path / checkpoint).resolve()
+    if not where.is_relative_to((run_path / "checkpoint").resolve()):
+        return f"names a checkpoint outside the run directory's checkpoint/ ({checkpoint!r})"
+    if not state.get("finished") and not Path(f"{where}.params.pt").is_file():
+        return f"names the checkpoint {checkpoint}, whose file {checkpoint}.params.pt is missing"
+    return None
 
 
 class RunDirectory:
@@ -81,11 +141,14 @@ class RunDirectory:
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDirectory":
+        """An existing run directory, its ``state.json`` checked now, before anything is run or written."""
         path = Path(path)
         if not (path / "config.toml").is_file():
             raise UsageError(f"{path} is not an alplug run directory (no config.toml); "
                              "pass the --out directory of an earlier run")
-        return cls(path)
+        run = cls(path)
+        run.load_state()
+        return run
 
     def config(self) -> RunConfig:
         return RunConfig.from_toml(self.path / "config.toml")
@@ -96,9 +159,24 @@ class RunDirectory:
         return self.path / "state.json"
 
     def load_state(self) -> dict | None:
-        if not self.state_file.is_file():
+        """The last committed state, checked (``damaged()`` says what is wrong); None before round 0 ends."""
+        if not self.state_file.exists():
             return None
-        return json.loads(self.state_file.read_text())
+        try:
+            if self.state_file.stat().st_size > MAX_STATE_BYTES:
+                raise ValueError(f"it is larger than {MAX_STATE_BYTES // 2**20} MiB")
+            state = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:  # truncated, empty, not JSON, not a file
+            raise self.damaged(f"state.json cannot be read ({exc})") from None
+        problem = state_problem(state, self.path)
+        if problem:
+            raise self.damaged(f"state.json {problem}")
+        return state
+
+    def damaged(self, what: str) -> UsageError:
+        """The error for a run directory that cannot be resumed, with what to do about it."""
+        return UsageError(f"{self.path} cannot be resumed: {what}. Nothing was changed; start the run again "
+                          "with another --out, or restore the run directory from a copy")
 
     def commit(self, state: dict, save_checkpoint) -> None:
         """Start writing the round's checkpoint, then history.csv, then state.json (the commit point).

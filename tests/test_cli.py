@@ -281,21 +281,21 @@ def test_checkpoints_hold_each_rounds_model_when_the_disk_is_slow(tmp_path, monk
 
     from alplug import loop
 
-    real_save, commit = torch.save, loop.ActiveLearningRun._commit
+    real_save, commit = loop.save_torch, loop.ActiveLearningRun._commit
     expected, written = {}, {}
 
     def remember(self, state, row):
         expected[row["round"]] = {k: v.clone() for k, v in self.estimator.module_.state_dict().items()}
         commit(self, state, row)
 
-    def slow_save(obj, f, *args, **kwargs):
+    def slow_save(obj, f):
         if str(f).endswith(".params.pt"):
             time.sleep(1.5)
             written[int(Path(f).name[len("round-"):][:4])] = {k: v.clone() for k, v in obj.items()}
-        return real_save(obj, f, *args, **kwargs)
+        return real_save(obj, f)
 
     monkeypatch.setattr(loop.ActiveLearningRun, "_commit", remember)
-    monkeypatch.setattr(torch, "save", slow_save)
+    monkeypatch.setattr(loop, "save_torch", slow_save)
     result = invoke("run", "--out", tmp_path / "run", "--query", "margin", *QUICK, "--warm-start")
     assert result.exit_code == 0, result.output
     assert sorted(written) == sorted(expected) == [0, 1, 2]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, UnknownNameError
+from ..errors import DataError, UnknownNameError, UnreadableImageError
 
 # name -> (torchvision class, keyword arguments for the train part, for the test part)
 TORCHVISION_SETS = {
@@ -64,7 +65,15 @@ def load_dataset(spec: str, data_dir: str | Path | None = None, *, image_size: i
     if spec.startswith("folder:"):
         return _folder(Path(spec[len("folder:"):]).expanduser(), image_size or DEFAULT_FOLDER_IMAGE_SIZE)
     if spec.startswith("npz:"):
-        return _npz(Path(spec[len("npz:"):]).expanduser())
+        path = Path(spec[len("npz:"):]).expanduser()
+        try:
+            return _npz(path)
+        except DataError:
+            raise
+        except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+            # object arrays, headers that promise more data than the file holds, damaged archives...
+            raise DataError(f"cannot read {path} as an npz data set ({type(exc).__name__}: {exc}); it needs "
+                            "plain numeric arrays X (N,H,W[,C]) and y (N,) saved with np.savez") from None
     if spec in TORCHVISION_SETS:
         if data_dir is None:
             root = default_data_dir()
@@ -174,15 +183,29 @@ class FolderImages:
     def _read(self, i: int) -> np.ndarray:
         from PIL import Image
 
-        with Image.open(self.paths[i]) as im:
-            a = _fit_image(im, self.size, self.colour)
+        try:
+            with Image.open(self.paths[i]) as im:
+                a = _fit_image(im, self.size, self.colour)
+        except Exception as exc:  # decoded fine when the data set was made; changed on disk since
+            raise UnreadableImageError([(self.paths[i], f"{type(exc).__name__}: {exc}")]) from None
         return a.transpose(2, 0, 1) if self.colour else a[None]
 
     def __getitem__(self, index):
         if np.ndim(index) == 0:
             return self._read(int(index))
         ids = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
-        return np.stack([self._read(int(i)) for i in ids]) if len(ids) else np.zeros((0,) + self.shape[1:], np.uint8)
+        if not len(ids):
+            return np.zeros((0,) + self.shape[1:], np.uint8)
+        out = np.empty((len(ids),) + self.shape[1:], np.uint8)
+        problems = []
+        for k, i in enumerate(ids):
+            try:
+                out[k] = self._read(int(i))
+            except UnreadableImageError as exc:  # every bad file of the batch at once, not one per try
+                problems += exc.problems
+        if problems:
+            raise UnreadableImageError(problems)
+        return out
 
 
 def _folder(root: Path, size: int) -> DataSet:
@@ -192,7 +215,6 @@ def _folder(root: Path, size: int) -> DataSet:
     unreadable image and keeps sizes mixed; we read each file ourselves. Every
     file is decoded once here so unreadable ones are skipped before training.
     """
-    from PIL import Image
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     if not root.is_dir():
@@ -255,13 +277,13 @@ def _npz(path: Path) -> DataSet:
         X = mapped[:, None] if mapped.ndim == 3 else mapped.transpose(0, 3, 1, 2)
     else:
         X = _npz_images(path, arrays["X"], "X")
-    y = np.asarray(arrays["y"])
+    y = _npz_labels(path, arrays["y"], "y")
     if len(X) != len(y):
         raise DataError(f"{path}: X has {len(X)} images but y has {len(y)} labels; they must match")
     names = [str(c) for c in arrays["classes"]] if "classes" in arrays.files else None
     X_test = y_test = None
     if "X_test" in arrays.files and "y_test" in arrays.files:
-        X_test, y_test = _npz_images(path, arrays["X_test"], "X_test"), np.asarray(arrays["y_test"])
+        X_test, y_test = _npz_images(path, arrays["X_test"], "X_test"), _npz_labels(path, arrays["y_test"], "y_test")
         if len(X_test) != len(y_test) or X_test.shape[1:] != X.shape[1:]:
             raise DataError(f"{path}: X_test/y_test do not match each other or X's image shape")
     values = np.unique(y if y_test is None else np.concatenate([y, y_test]))
@@ -279,6 +301,22 @@ def _npz(path: Path) -> DataSet:
         if y.min() < 0 or y.max() >= len(names):
             raise DataError(f"{path}: labels must be 0..{len(names) - 1} to match its {len(names)} classes")
     return DataSet(f"npz:{path}", X, y, names, X_test, y_test)
+
+
+def _npz_labels(path: Path, y, key: str) -> np.ndarray:
+    """Labels as a 1-d array of integers or strings, or a one-line error saying what is wrong."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"{path}: {key} has shape {y.shape}; it must be 1-d (N,): save {key}.ravel()")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise DataError(f"{path}: {key} holds NaN or infinite labels; every image needs a class")
+        if not np.all(y == np.round(y)):
+            raise DataError(f"{path}: {key} holds fractional labels; labels are classes (integers or strings)")
+        return y.astype(np.int64)
+    if y.dtype.kind not in "biuUS":
+        raise DataError(f"{path}: {key} has dtype {y.dtype}; labels must be integers or strings")
+    return y
 
 
 class _NpyFolder:

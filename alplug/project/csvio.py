@@ -6,6 +6,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..csvcells import csv_text, restore
 from ..errors import UsageError
 from .store import ProjectStore
 
@@ -29,17 +30,42 @@ def _normalise(path: str, root: Path) -> str:
     return p.as_posix()
 
 
+MAX_CSV_BYTES = 256 * 2**20  # far beyond any label list; a larger file is a mistake, not labels
+
+
 def read_label_rows(path: Path) -> list[tuple[int, str, str]]:
-    """(line number, path, label) of a CSV with a header naming ``path`` and ``label``."""
+    """(line number, path, label) of a CSV with a header naming ``path`` and ``label`` once each.
+    Cells are read back through ``csvcells.restore``, so an alplug export imports unchanged."""
     try:
+        if path.stat().st_size > MAX_CSV_BYTES:
+            raise UsageError(f"{path} is larger than {MAX_CSV_BYTES // 2**20} MiB; split it into smaller CSV files")
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist") from None
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or not {"path", "label"} <= {f.strip() for f in reader.fieldnames}:
-        raise UsageError(f"{path} needs a header with the columns path and label (as `alplug project next` writes)")
-    reader.fieldnames = [f.strip() for f in reader.fieldnames]
-    return [(reader.line_num, row["path"] or "", (row["label"] or "").strip()) for row in reader]
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory; pass a CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 CSV "
+                         "and import it again") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        raise UsageError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
+    for column in ("path", "label"):
+        if header.count(column) != 1:
+            problem = "twice" if header.count(column) > 1 else "not at all"
+            raise UsageError(f"{path} names the column {column!r} {problem}; it needs a header with the columns "
+                             "path and label once each (as `alplug project next` writes)")
+    at_path, at_label = header.index("path"), header.index("label")
+
+    def cell(row, i):
+        return restore(row[i]) if i < len(row) else ""
+
+    return [(line, cell(row, at_path), cell(row, at_label).strip()) for line, row in rows if any(row)]
 
 
 def import_labels(store: ProjectStore, csv_path: Path, who: str) -> ImportReport:
@@ -67,22 +93,13 @@ def import_labels(store: ProjectStore, csv_path: Path, who: str) -> ImportReport
     return report
 
 
-def write_rows(rows, out) -> None:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "label", "who", "at", "source"])
-    writer.writerows(rows)
-
-
-def export_labels(store: ProjectStore, out) -> int:
+def export_labels(store: ProjectStore) -> tuple[str, int]:
+    """Every current label as CSV text (path,label,who,at,source) and how many rows it has."""
     rows = [(path, label, who, at, source) for _, path, label, who, at, source in store.current_labels()]
-    write_rows(rows, out)
-    return len(rows)
+    return csv_text(["path", "label", "who", "at", "source"], rows), len(rows)
 
 
-def write_batch(store: ProjectStore, batch: int, out) -> int:
-    """The queued images of ``batch`` as ``path,label`` rows with the label empty, to be filled in."""
+def batch_csv(store: ProjectStore, batch: int) -> tuple[str, int]:
+    """The queued images of ``batch`` as ``path,label`` CSV text with the label empty, to be filled in."""
     paths = store.pending_paths(batch)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "label"])
-    writer.writerows((path, "") for path in paths)
-    return len(paths)
+    return csv_text(["path", "label"], [(path, "") for path in paths]), len(paths)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ..loop import round_seed
+from ..loop import check_new_labels, round_seed
 from ..data.sources import is_colour
 from .images import project_images
 from .store import ProjectStore
@@ -48,7 +49,28 @@ def _holdout(y: np.ndarray, seed: int) -> np.ndarray:
 
 
 def next_batch(store: ProjectStore, n: int, echo=lambda *_: None) -> BatchResult:
-    """Queue the next ``n`` images to label (fewer when the pool runs out)."""
+    """Queue the next ``n`` images to label (fewer when the pool runs out).
+
+    An image that was readable at ``init`` and no longer is (truncated, replaced) is marked unreadable
+    with its path and the reason, reported through ``echo``, and left out; the batch is then made
+    without it. Each retry leaves out at least one more image, so this ends.
+    """
+    from ..errors import UnreadableImageError
+
+    while True:
+        try:
+            return _next_batch(store, n, echo)
+        except UnreadableImageError as exc:
+            ids = store.image_ids_by_path()
+            for path, why in exc.problems:
+                rel = Path(path).relative_to(store.images_dir).as_posix() if Path(path).is_absolute() else path
+                if rel not in ids:
+                    raise  # not one of the project's images: nothing to leave out
+                store.mark_unreadable([ids[rel]], why)
+                echo(f"left out {rel}: it can no longer be read ({why})")
+
+
+def _next_batch(store: ProjectStore, n: int, echo) -> BatchResult:
     t0 = time.perf_counter()
     cfg, classes = store.settings, store.classes
     ids, paths = store.readable_images()
@@ -93,16 +115,17 @@ def next_batch(store: ProjectStore, n: int, echo=lambda *_: None) -> BatchResult
         trained_on = int((~held).sum())
         if held.any():
             val_acc = float(np.mean(estimator.predict(labeled_pos[held]) == y[held]))
-        with shared_model_outputs():
-            idx, _ = learner.query(pool, n_instances=n, random_state=seed)
+        with shared_model_outputs():  # the strategy gets its own copy: nothing it does changes `pool`
+            idx, _ = learner.query(pool.copy(), n_instances=n, random_state=seed)
         chosen = pool[np.asarray(idx, dtype=np.int64)]
+        check_new_labels(chosen, labeled_pos, learner.query_strategy)
         proba = estimator.predict_proba(chosen)
         hints = [(classes[int(p.argmax())], float(p.max())) for p in proba]
         how = cfg.query
         _save_model(store, estimator)
-    batch, dropped = store.new_batch([ids[i] for i in chosen], how, trained_on, val_acc,
-                                     time.perf_counter() - t0, hints)
-    return BatchResult(batch, len(chosen), how, trained_on, val_acc, dropped, time.perf_counter() - t0)
+    batch, dropped, queued = store.new_batch([ids[i] for i in chosen], how, trained_on, val_acc,
+                                             time.perf_counter() - t0, hints)
+    return BatchResult(batch, queued, how, trained_on, val_acc, dropped, time.perf_counter() - t0)
 
 
 def _save_model(store: ProjectStore, estimator) -> None:

@@ -6,41 +6,77 @@ refused when another tab labeled the image meanwhile, so neither loses the
 other's work. When the batch is done a background thread trains on all labels
 and queues the next batch while the page keeps answering.
 
-Security: images are served only by their registered path inside the images
-directory (symlinks followed and checked); on loopback the Host header must be
-local (no DNS rebinding); on any other ``--host`` every request needs the token
-printed at start; a POST from another origin is refused.
+Security (docs/labeling.md#security says what is promised and which test keeps each promise):
+images are served only by their registered path, opened once and checked as
+opened (a regular file inside the images directory); on loopback the Host header
+must be local (no DNS rebinding); on any other ``--host`` every request needs the
+token printed at start, compared in constant time, and only a matching token
+sets the cookie; a POST from another origin is refused; the page runs under a
+Content-Security-Policy with a per-response nonce and cannot be framed; request
+bodies and lists are bounded.
 """
 from __future__ import annotations
 
 import hmac
+import json
+import mimetypes
 import secrets
+import socket
 import threading
 import time
-import traceback
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .images import inside
+from .images import open_inside
 from .store import ProjectStore
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 KEYS = list("1234567890qwertyiopadfghjklcvbnm")  # one per class; Backspace undoes, Space skips
 GRID_CELLS = 12
 RETRY_SECONDS = 30  # after a failed retraining, the next poll this much later tries again
+RETRAIN_TIMEOUT = 3600  # seconds a retraining may take before it is stopped, reported and retried
+MAX_BODY_BYTES = 64 * 1024  # the largest request is a lease with GRID_CELLS ids to keep
+MAX_CLIENT_CHARS = 100  # a tab's id (the page sends a UUID)
+MAX_ID = 2**63 - 1  # SQLite's integers
+
+
+def _retrain(project: str, batch_size: int, conn) -> None:
+    """The retraining child process: queue the next batch, sending log lines and the outcome to ``conn``."""
+    import traceback
+
+    from .learn import next_batch
+
+    def log(message: str) -> None:
+        conn.send(("log", message))
+
+    try:
+        store = ProjectStore(project)
+        try:
+            if store.pending_count() == 0:  # another process may have queued one meanwhile
+                b = next_batch(store, batch_size, echo=log)
+                acc = f", validation accuracy {b.val_accuracy:.3f}" if b.val_accuracy is not None else ""
+                log(f"batch {b.batch}: {b.size} images by {b.how} ({b.seconds:.1f} s{acc})")
+        finally:
+            store.close()
+        conn.send(("done", None))
+    except BaseException as exc:  # reported by the server: shown on the page, retried later
+        conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
 
 
 class Retrainer:
-    """Trains and queues the next batch in a background thread, one at a time."""
+    """Trains and queues the next batch in a child process, one at a time, watched by a thread.
 
-    def __init__(self, project: Path, batch_size: int, log):
-        self.project, self.batch_size, self.log = project, batch_size, log
+    A process rather than a thread: a strategy or a training that never returns can be stopped (a thread
+    cannot), and training does not hold the interpreter lock the page's requests need.
+    """
+
+    def __init__(self, project: Path, batch_size: int, log, timeout: float = RETRAIN_TIMEOUT):
+        self.project, self.batch_size, self.log, self.timeout = project, batch_size, log, timeout
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.error: str | None = None
         self.failed_at = 0.0
-        self.last = None
 
     @property
     def running(self) -> bool:
@@ -51,28 +87,79 @@ class Retrainer:
             if self.running or (self.error and time.monotonic() - self.failed_at < RETRY_SECONDS):
                 return
             self.error = None
-            self.thread = threading.Thread(target=self._work, name="alplug-retrain", daemon=True)
+            self.thread = threading.Thread(target=self._watch, name="alplug-retrain", daemon=True)
             self.thread.start()
 
-    def _work(self) -> None:
-        from .learn import next_batch
+    def _fail(self, message: str, details: str = "") -> None:
+        self.error, self.failed_at = message, time.monotonic()
+        self.log(f"retraining failed: {message}" + (f"\n{details}" if details else ""))
 
-        store = ProjectStore(self.project)
+    def _watch(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # fork would copy the server's threads and locks
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_retrain, args=(str(self.project), self.batch_size, send),
+                            name="alplug-retrain", daemon=True)
+        child.start()
+        send.close()
+        deadline = time.monotonic() + self.timeout
+        outcome = None
         try:
-            if store.pending_count() == 0:  # another process may have queued one meanwhile
-                self.last = next_batch(store, self.batch_size, echo=self.log)
-                b = self.last
-                acc = f", validation accuracy {b.val_accuracy:.3f}" if b.val_accuracy is not None else ""
-                self.log(f"batch {b.batch}: {b.size} images by {b.how} ({b.seconds:.1f} s{acc})")
-        except Exception as exc:  # shown on the page; a poll RETRY_SECONDS later tries again
-            self.error, self.failed_at = f"{type(exc).__name__}: {exc}", time.monotonic()
-            self.log(f"retraining failed: {self.error}\n{traceback.format_exc()}")
+            while outcome is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._fail(f"retraining took longer than {self.timeout:g} s and was stopped; "
+                               f"it is tried again after {RETRY_SECONDS} s")
+                    return
+                if not receive.poll(min(left, 1.0)):
+                    continue
+                try:
+                    message = receive.recv()
+                except EOFError:  # the child is gone without a word (killed, out of memory)
+                    child.join(5)
+                    self._fail(f"the retraining process ended unexpectedly (exit code {child.exitcode})")
+                    return
+                if message[0] == "log":
+                    self.log(message[1])
+                else:
+                    outcome = message
+            if outcome[0] == "error":
+                self._fail(outcome[1], outcome[2])
         finally:
-            store.close()
+            if child.is_alive():
+                child.terminate()
+                child.join(5)
+                if child.is_alive():
+                    child.kill()
+            child.join(5)
+            receive.close()
+
+
+def _json_for_script(value) -> str:
+    """JSON that is safe inside an HTML <script> element: no '<', '>' or '&' can end the element or open a
+    comment, whatever a class or project name holds (the JSON still parses to the same value)."""
+    text = json.dumps(value)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escape)
+    return text
+
+
+def _hostname(host_header: str) -> str:
+    """The host part of a Host header: 127.0.0.1:8000 -> 127.0.0.1, [::1]:8000 and [::1] -> ::1."""
+    try:
+        return urlsplit("//" + host_header).hostname or ""
+    except ValueError:  # a malformed header
+        return ""
+
+
+def _valid_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
 
 
 def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bool = False,
-               token: str | None = None, log=print):
+               token: str | None = None, log=print, retrain_timeout: float = RETRAIN_TIMEOUT):
     from flask import Flask, abort, g, jsonify, request, send_file
 
     project = Path(project)
@@ -80,9 +167,9 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     first.release_all()  # the tabs of an earlier server are gone
     classes, root = first.classes, first.images_dir
     first.close()
-    retrainer = Retrainer(project, batch_size, log)
+    retrainer = Retrainer(project, batch_size, log, timeout=retrain_timeout)
     app = Flask(__name__)
-    app.config.update(alplug_retrainer=retrainer)
+    app.config.update(alplug_retrainer=retrainer, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
 
     def store() -> ProjectStore:
         if "store" not in g:
@@ -101,32 +188,43 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
         if request.method == "POST" and origin and urlsplit(origin).netloc != request.host:
             abort(403)  # another site's page posting labels (cross-site request forgery)
         if token is None:
-            host = (request.host or "").rsplit(":", 1)[0].strip("[]")
-            if host not in LOOPBACK:
+            if _hostname(request.host or "") not in LOOPBACK:
                 abort(403)  # a page on another site resolving its name to 127.0.0.1
             return None
-        given = request.args.get("token") or request.cookies.get("alplug_token") or \
-            request.headers.get("X-Alplug-Token") or ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        from_query = request.args.get("token")
+        given = from_query or request.cookies.get("alplug_token") or request.headers.get("X-Alplug-Token") or ""
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode()):
             abort(403)
+        g.token_from_query = from_query is not None  # only a matching token sets the cookie
         return None
 
     @app.after_request
-    def _token_cookie(response):
-        if token is not None and request.args.get("token"):
+    def _headers(response):
+        if token is not None and g.get("token_from_query"):
             response.set_cookie("alplug_token", token, httponly=True, samesite="Strict")
+        nonce = g.get("nonce")
+        sources = f"'nonce-{nonce}'" if nonce else "'none'"
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; script-src {sources}; style-src {sources}; img-src 'self'; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+        response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"  # the address may carry the token
         return response
 
     def body() -> dict:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict) or not isinstance(data.get("client"), str) or not data["client"]:
-            abort(400, "a JSON body with a client id is required")
+        try:  # parsed here, not by Flask: deep nesting must be a 400, not a RecursionError's 500
+            data = json.loads(request.get_data(cache=False))
+        except (ValueError, RecursionError):
+            data = None
+        client = data.get("client") if isinstance(data, dict) else None
+        if not isinstance(client, str) or not 0 < len(client) <= MAX_CLIENT_CHARS:
+            abort(400, "a JSON object with a client id (a string of 1 to 100 characters) is required")
         return data
 
     def image_id(data) -> int:
         value = data.get("image_id")
-        if not isinstance(value, int) or store().image_path(value) is None:
+        if not _valid_id(value) or store().image_path(value) is None:
             abort(400, "unknown image_id")
         return value
 
@@ -141,19 +239,21 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     def page():
         html = resources.files("alplug.project").joinpath("label.html").read_text()
         keys = {c: KEYS[i] for i, c in enumerate(classes) if i < len(KEYS)}
-        import json
-
-        config = json.dumps({"classes": classes, "keys": keys, "grid": GRID_CELLS, "project": project.name})
-        return html.replace("/*CONFIG*/null", config)
+        config = _json_for_script({"classes": classes, "keys": keys, "grid": GRID_CELLS, "project": project.name})
+        g.nonce = secrets.token_urlsafe(18)
+        html = html.replace("<script>", f'<script nonce="{g.nonce}">').replace("<style>", f'<style nonce="{g.nonce}">')
+        response = app.make_response(html.replace("/*CONFIG*/null", config))
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.post("/api/lease")
     def lease():
         data = body()
         n = data.get("n", 1)
         keep = data.get("keep", [])
-        if not isinstance(n, int) or not 0 <= n <= GRID_CELLS or not isinstance(keep, list) or \
-                not all(isinstance(i, int) for i in keep):
-            abort(400, "n must be 0..12 and keep a list of image ids")
+        if not _valid_id(n) or n > GRID_CELLS or not isinstance(keep, list) or len(keep) > GRID_CELLS or \
+                not all(_valid_id(i) for i in keep):
+            abort(400, f"n must be 0..{GRID_CELLS} and keep a list of at most {GRID_CELLS} image ids")
         items = store().lease(data["client"], n, keep=tuple(keep))
         return jsonify(state(items=[it.to_json(hint) for it in items]))
 
@@ -161,23 +261,25 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     def label():
         data = body()
         iid, value = image_id(data), data.get("label")
-        if value not in classes:
+        if not isinstance(value, str) or value not in classes:
             abort(400, f"label must be one of the project's classes: {', '.join(classes)}")
-        if not store().add_label(iid, value, who=annotator, source="web", client=data["client"],
-                                 only_if_pending=True):
-            return jsonify(state(ok=False, message="another tab labeled this image already")), 409
+        refused = store().label_from_tab(iid, value, who=annotator, client=data["client"])
+        if refused:
+            return jsonify(state(ok=False, message=refused)), 409
         return jsonify(state(ok=True))
 
     @app.post("/api/skip")
     def skip():
         data = body()
-        store().skip(image_id(data), who=annotator, client=data["client"])
+        refused = store().skip(image_id(data), who=annotator, client=data["client"])
+        if refused:
+            return jsonify(state(ok=False, message=refused)), 409
         return jsonify(state(ok=True))
 
     @app.post("/api/undo")
     def undo():
-        item = store().undo(body()["client"])
-        return jsonify(state(item=item.to_json(hint) if item else None))
+        item, message = store().undo(body()["client"])
+        return jsonify(state(item=item.to_json(hint) if item else None, message=message))
 
     @app.post("/api/release")
     def release():
@@ -194,25 +296,51 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
             abort(403)
         if store().image_id(rel) is None:
             abort(404)
-        candidate = root / rel
-        if not inside(root, candidate):  # a registered file since replaced by a symlink out of the folder
+        opened = open_inside(root, rel)
+        if opened is None:  # replaced since init by a symlink out of the folder, a FIFO, a directory...
             abort(403)
-        return send_file(candidate.resolve(), max_age=3600)
+        f, st = opened
+        response = send_file(f, mimetype=mimetypes.guess_type(rel)[0] or "application/octet-stream",
+                             last_modified=st.st_mtime, etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+                             max_age=3600)
+        response.content_length = st.st_size
+        return response
 
     return app
 
 
+def listening_addresses(host: str) -> list[str]:
+    """The addresses a browser can use for a server bound to ``host`` (a wildcard becomes this machine's
+    own addresses, loopback first)."""
+    if host not in ("0.0.0.0", "::", ""):
+        return [host]
+    family = socket.AF_INET6 if host == "::" else socket.AF_INET
+    found = ["::1" if family == socket.AF_INET6 else "127.0.0.1"]
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)
+    except OSError:
+        infos = []
+    for info in infos:
+        address = info[4][0].split("%")[0]
+        if address not in found and not address.startswith(("127.", "fe80:")) and address != "::1":
+            found.append(address)
+    return found
+
+
 def serve(project: str | Path, *, host: str, port: int, batch_size: int, annotator: str, hint: bool,
-          echo=print) -> None:
+          echo=print, retrain_timeout: float = RETRAIN_TIMEOUT) -> None:
     """Run the server until interrupted."""
     from werkzeug.serving import make_server
 
     token = None if host in LOOPBACK else secrets.token_urlsafe(24)
-    app = create_app(project, batch_size=batch_size, annotator=annotator, hint=hint, token=token, log=echo)
+    app = create_app(project, batch_size=batch_size, annotator=annotator, hint=hint, token=token, log=echo,
+                     retrain_timeout=retrain_timeout)
     server = make_server(host, port, app, threaded=True)
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{server.port}/" + (f"?token={token}" if token else "")
-    echo(f"alplug label: {Path(project).name} at {url}  (Ctrl-C stops; every submitted label is already saved)")
+    urls = [f"http://{f'[{a}]' if ':' in a else a}:{server.port}/" + (f"?token={token}" if token else "")
+            for a in listening_addresses(host)]
+    echo(f"alplug label: {Path(project).name} at {urls[0]}  (Ctrl-C stops; every submitted label is already saved)")
+    for url in urls[1:]:
+        echo(f"alplug label: also at {url}")
     if token:
         echo("alplug label: listening beyond this machine; the token in the address is required")
     try:

@@ -123,24 +123,41 @@ class ProjectStore:
     @classmethod
     def create(cls, project: str | Path, images_dir: Path, classes: list[str], settings: RunConfig,
                images: list[tuple[str, bool, str | None, str | None]]) -> "ProjectStore":
-        """A new project directory; ``images`` rows are (relative path, readable, problem, mode)."""
+        """A new project directory; ``images`` rows are (relative path, readable, problem, mode).
+
+        The database is built under a temporary name and renamed when complete; a failure leaves
+        nothing behind (not even the directory, if this call made it), so the same ``init`` can run again.
+        """
         project = Path(project)
+        made = not project.exists()
         project.mkdir(parents=True, exist_ok=True)
         tmp = project / (DB_NAME + ".creating")
-        tmp.unlink(missing_ok=True)
-        db = cls._connect(tmp)
-        db.executescript(SCHEMA)
-        db.execute("BEGIN")
-        for key, value in (("schema_version", str(SCHEMA_VERSION)), ("images_dir", str(images_dir)),
-                           ("classes", json.dumps(classes)), ("settings", settings.to_toml()),
-                           ("created_at", now_iso())):
-            db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
-        db.executemany("INSERT INTO images (path, readable, problem, mode) VALUES (?, ?, ?, ?)",
-                       [(p, int(ok), why, mode) for p, ok, why, mode in images])
-        db.execute("COMMIT")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        db.close()
-        tmp.rename(project / DB_NAME)  # the project exists only once it is complete
+        try:
+            tmp.unlink(missing_ok=True)
+            db = cls._connect(tmp)
+            try:
+                db.executescript(SCHEMA)
+                db.execute("BEGIN")
+                for key, value in (("schema_version", str(SCHEMA_VERSION)), ("images_dir", str(images_dir)),
+                                   ("classes", json.dumps(classes)), ("settings", settings.to_toml()),
+                                   ("created_at", now_iso())):
+                    db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+                db.executemany("INSERT INTO images (path, readable, problem, mode) VALUES (?, ?, ?, ?)",
+                               [(p, int(ok), why, mode) for p, ok, why, mode in images])
+                db.execute("COMMIT")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
+            tmp.rename(project / DB_NAME)  # the project exists only once it is complete
+        except BaseException:
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+                leftover.unlink(missing_ok=True)
+            if made:
+                try:
+                    project.rmdir()
+                except OSError:
+                    pass
+            raise
         return cls(project)
 
     def close(self) -> None:
@@ -213,30 +230,59 @@ class ProjectStore:
             raise UsageError(f"unknown class {label!r}; the project's classes are {', '.join(self.classes)}")
         return label
 
-    def add_label(self, image_id: int, label: str, who: str, source: str, client: str | None = None,
-                  only_if_pending: bool = False) -> bool:
-        """Record a label (one committed transaction). With ``only_if_pending`` (the web page), an image
-        another tab labeled meanwhile is refused: returns False and records nothing."""
+    def add_label(self, image_id: int, label: str, who: str, source: str, client: str | None = None) -> None:
+        """Record a label (one committed transaction); the image leaves every queue."""
         self.check_label(label)
         with self.transaction() as db:
-            if only_if_pending and db.execute("SELECT 1 FROM current_labels WHERE image_id = ?",
-                                              (image_id,)).fetchone():
-                return False
-            at = now_iso()
-            db.execute("INSERT INTO labels (image_id, label, who, at, source, client) VALUES (?, ?, ?, ?, ?, ?)",
-                       (image_id, label, who, at, source, client))
-            db.execute("UPDATE queue SET status = 'labeled', done_by = ?, done_at = ?, leased_by = NULL "
-                       "WHERE image_id = ? AND status = 'pending'", (who, at, image_id))
-        return True
+            self._insert_label(db, image_id, label, who, source, client)
 
-    def skip(self, image_id: int, who: str, client: str) -> None:
-        """Leave an image out of this and later batches (it stays unlabeled)."""
+    @staticmethod
+    def _insert_label(db, image_id: int, label: str, who: str, source: str, client: str | None) -> None:
+        at = now_iso()
+        db.execute("INSERT INTO labels (image_id, label, who, at, source, client) VALUES (?, ?, ?, ?, ?, ?)",
+                   (image_id, label, who, at, source, client))
+        db.execute("UPDATE queue SET status = 'labeled', done_by = ?, done_at = ?, leased_by = NULL "
+                   "WHERE image_id = ? AND status = 'pending'", (who, at, image_id))
+
+    # Why a tab may not act on a queued image (None: it may). The page shows the text.
+    _HELD_BY_OTHER = "another tab holds this image"
+
+    def _tab_refusal(self, db, image_id: int, client: str) -> str | None:
+        if db.execute("SELECT 1 FROM current_labels WHERE image_id = ?", (image_id,)).fetchone():
+            return "another tab labeled this image already"
+        row = db.execute("SELECT leased_by, leased_until FROM queue WHERE image_id = ? AND status = 'pending'",
+                         (image_id,)).fetchone()
+        if row is None:
+            return "this image is not waiting in the queue"
+        leased_by, until = row
+        if leased_by is not None and leased_by != client and (until or 0) >= time.time():
+            return self._HELD_BY_OTHER
+        return None
+
+    def label_from_tab(self, image_id: int, label: str, who: str, client: str) -> str | None:
+        """A label from the web page: only for a queued image that no other tab holds and nobody has labeled.
+        Returns why it was refused (recording nothing), or None once it is committed."""
+        self.check_label(label)
         with self.transaction() as db:
-            db.execute("UPDATE queue SET status = 'skipped', done_by = ?, done_at = ?, leased_by = ? "
-                       "WHERE image_id = ? AND status = 'pending'", (who, now_iso(), client, image_id))
+            refused = self._tab_refusal(db, image_id, client)
+            if refused is None:
+                self._insert_label(db, image_id, label, who, "web", client)
+        return refused
 
-    def undo(self, client: str) -> QueueItem | None:
-        """Take back this tab's last label or skip (never another tab's); its image goes back to that tab."""
+    def skip(self, image_id: int, who: str, client: str) -> str | None:
+        """Leave a queued image out of this and later batches (it stays unlabeled); refused, like a label,
+        when another tab holds it. Returns why it was refused, or None."""
+        with self.transaction() as db:
+            refused = self._tab_refusal(db, image_id, client)
+            if refused is None:
+                db.execute("UPDATE queue SET status = 'skipped', done_by = ?, done_at = ?, leased_by = ? "
+                           "WHERE image_id = ? AND status = 'pending'", (who, now_iso(), client, image_id))
+        return refused
+
+    def undo(self, client: str) -> tuple[QueueItem | None, str | None]:
+        """Take back this tab's last label or skip (never another tab's); its image goes back to that tab,
+        unless the image has a newer label (an import, say): then the label is marked undone in the history
+        and nothing is re-queued. Returns (the re-queued item, or None; a message for the page, or None)."""
         with self.transaction() as db:
             label = db.execute("SELECT id, image_id, at FROM labels WHERE client = ? AND undone_at IS NULL "
                                "ORDER BY id DESC LIMIT 1", (client,)).fetchone()
@@ -249,7 +295,12 @@ class ProjectStore:
             elif skip:
                 image_id, status = skip[0], "skipped"
             else:
-                return None
+                return None, "nothing to undo"
+            if db.execute("SELECT 1 FROM current_labels WHERE image_id = ?", (image_id,)).fetchone():
+                if status == "skipped":  # labeled since (an import): the skip no longer holds anything back
+                    db.execute("UPDATE queue SET status = 'labeled' WHERE image_id = ? AND status = 'skipped'",
+                               (image_id,))
+                return None, "that image has a newer label since; it stays labeled"
             # back into the newest batch that held it, leased to this tab
             row = db.execute("SELECT batch_id FROM queue WHERE image_id = ? AND status = ? "
                              "ORDER BY batch_id DESC LIMIT 1", (image_id, status)).fetchone()
@@ -257,7 +308,7 @@ class ProjectStore:
                 db.execute("UPDATE queue SET status = 'pending', leased_by = ?, leased_until = ?, done_by = NULL, "
                            "done_at = NULL WHERE batch_id = ? AND image_id = ?",
                            (client, time.time() + LEASE_SECONDS, row[0], image_id))
-        return self._item(image_id)
+        return self._item(image_id), None
 
     def _item(self, image_id: int) -> QueueItem:
         row = self.db.execute("SELECT q.image_id, i.path, q.batch_id, q.hint_label, q.hint_confidence FROM queue q "
@@ -271,9 +322,13 @@ class ProjectStore:
     def lease(self, client: str, n: int = 1, keep: tuple[int, ...] = ()) -> list[QueueItem]:
         """Up to ``n`` pending images for this tab: those it already holds, then ones no other tab holds.
 
-        ``keep``: image ids the tab is showing; their leases are renewed."""
+        ``keep``: image ids the tab is showing; their leases are renewed, but only those the tab
+        holds or nobody holds (a tab cannot take another tab's images by naming them)."""
         now = time.time()
         with self.transaction() as db:
+            # An image labeled some other way (an import) leaves every queue.
+            db.execute("UPDATE queue SET status = 'labeled', leased_by = NULL WHERE status = 'pending' "
+                       "AND image_id IN (SELECT image_id FROM current_labels)")
             rows = db.execute(
                 "SELECT q.image_id, i.path, q.batch_id, q.hint_label, q.hint_confidence, q.leased_by FROM queue q "
                 "JOIN images i ON i.id = q.image_id WHERE q.status = 'pending' "
@@ -281,7 +336,7 @@ class ProjectStore:
                 "ORDER BY (q.leased_by IS NOT NULL AND q.leased_by = ?) DESC, q.batch_id, q.position",
                 (client, now, client)).fetchall()
             items = [QueueItem(*r[:5]) for r in rows if r[0] not in keep][:max(0, n)]
-            ids = [it.image_id for it in items] + list(keep)
+            ids = [it.image_id for it in items] + [r[0] for r in rows if r[0] in keep]
             db.executemany("UPDATE queue SET leased_by = ?, leased_until = ? WHERE image_id = ? AND status = 'pending'",
                            [(client, now + LEASE_SECONDS, i) for i in ids])
         return items
@@ -316,20 +371,25 @@ class ProjectStore:
             "WHERE q.batch_id = ? AND q.status = 'pending' ORDER BY q.position", (batch,))]
 
     def new_batch(self, image_ids: list[int], how: str, trained_on: int, val_accuracy: float | None,
-                  seconds: float, hints: list[tuple[str, float]] | None = None) -> tuple[int, int]:
+                  seconds: float, hints: list[tuple[str, float]] | None = None) -> tuple[int, int, int]:
         """Queue a batch; unlabeled images still pending from earlier batches go back to the pool.
-        Returns (batch id, images dropped)."""
+
+        The batch is made from the pool as it is now, when it is committed: images that were labeled,
+        skipped, queued or found unreadable while the model trained are left out of it.
+        Returns (batch id, images dropped from the previous batch, images queued)."""
         hints = hints or [(None, None)] * len(image_ids)
         with self.transaction() as db:
             dropped = db.execute("UPDATE queue SET status = 'dropped', leased_by = NULL "
                                  "WHERE status = 'pending'").rowcount
+            still = {r[0] for r in db.execute(f"SELECT id {self.POOL}")}
+            kept = [(int(i), h) for i, h in zip(image_ids, hints) if int(i) in still]
             batch = db.execute("INSERT INTO batches (created_at, how, trained_on, val_accuracy, seconds) "
                                "VALUES (?, ?, ?, ?, ?)",
                                (now_iso(), how, trained_on, val_accuracy, round(seconds, 3))).lastrowid
             db.executemany("INSERT INTO queue (batch_id, image_id, position, hint_label, hint_confidence) "
                            "VALUES (?, ?, ?, ?, ?)",
-                           [(batch, int(i), pos, h[0], h[1]) for pos, (i, h) in enumerate(zip(image_ids, hints))])
-        return batch, dropped
+                           [(batch, i, pos, h[0], h[1]) for pos, (i, h) in enumerate(kept)])
+        return batch, dropped, len(kept)
 
     def batches(self) -> list[dict]:
         cols = ("batch", "created_at", "how", "trained_on", "val_accuracy", "seconds")
