@@ -28,6 +28,25 @@ class AlplugGroup(click.Group):
         except AlplugError as exc:
             click.echo(f"alplug: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a read-only --out, a full disk, a file that vanished: the system's words
+            click.echo(f"alplug: error: {describe_os_error(exc)}", err=True)
+            import errno
+
+            usage = isinstance(exc, (PermissionError, FileExistsError)) or exc.errno == errno.EROFS
+            ctx.exit(2 if usage else 1)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'cannot write runs/x/state.json: No space left on device' rather than a traceback."""
+    import errno
+
+    what = exc.strerror or str(exc)
+    name = exc.filename if exc.filename is not None else ""
+    if exc.errno == errno.ENOSPC:
+        what += "; free some space and try again"
+    elif isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        what += "; choose a place you can write to (--out)"
+    return f"{name}: {what}" if name else what
 
 
 @click.group(cls=AlplugGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -191,6 +210,8 @@ def run(ctx, out, resume, config_file, verbose, **params):
     job = ActiveLearningRun(config, echo=click.echo, progress=sys.stderr.isatty() and not verbose)
     if verbose:
         job.estimator.set_params(verbose=1)
+    if resume:
+        job.check_resumable(run_dir)  # state.json against this run's splits, before anything is said or done
     if run_dir is None:
         run_dir = RunDirectory.create(out_path, config)
     click.echo(f"alplug: {config.query} on {job.data.name} with {config.model}, seed {config.seed}, "
@@ -200,6 +221,8 @@ def run(ctx, out, resume, config_file, verbose, **params):
     except KeyboardInterrupt:
         click.echo(f"\nalplug: interrupted; continue with `alplug run --resume {run_dir.path}`", err=True)
         ctx.exit(130)
+    except OSError as exc:  # the last committed round is intact
+        raise AlplugError(f"{describe_os_error(exc)}; then continue with `alplug run --resume {run_dir.path}`") from exc
     click.echo(format_summary(result, job.history, run_dir))
 
 
@@ -269,6 +292,8 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
             raise UsageError(f"{name} = {value}, must be >= 1")
     if (address and backend != "ray") or (scheduler and backend != "dask"):
         raise UsageError("--address goes with --backend ray, --scheduler with --backend dask")
+    if not queries:
+        raise UsageError("--query names no strategy; give one or more, e.g. --query random,margin")
     if len(set(queries)) != len(queries):
         raise UsageError(f"--query lists a strategy twice: {', '.join(queries)}")
     problems = []
@@ -331,10 +356,11 @@ def report(study_dir, targets, goal, label_cost, lambdas):
 @cli.command()
 def strategies():
     """List the registered query strategies, their options, and broken plugins."""
-    from .strategies.registry import OPTIONAL_STRATEGIES, StrategyLoadError, available_strategies, strategy_options
+    from .strategies.registry import (OPTIONAL_STRATEGIES, StrategyLoadError, conflict_message,
+                                      discover_strategies, strategy_options)
 
     rows, broken = [], []
-    registered = available_strategies()
+    registered, conflicts = discover_strategies()
     for name, entry in registered.items():
         try:
             fn = entry.load()
@@ -350,6 +376,8 @@ def strategies():
         click.echo(f"{name:<{width}}  {origin:<{owidth}}  {doc}" + (f"  [options: {options}]" if options else ""))
     for name, origin, reason in broken:
         click.echo(f"{name:<{width}}  {origin:<{owidth}}  BROKEN: {reason}")
+    for name, others in conflicts.items():
+        click.echo(f"CONFLICT: {conflict_message(name, registered[name], others)}")
     missing = {}
     for name, extra in OPTIONAL_STRATEGIES.items():
         if name not in registered:
@@ -369,6 +397,21 @@ def _add_labeling_commands():
 _add_labeling_commands()
 
 
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
+    """alplug's own warnings as ``alplug: warning: ...`` (they carry their fix); others as Python prints them."""
+    if category.__module__.startswith("alplug"):
+        click.echo(f"alplug: warning: {message}", err=True)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+_show_warning = None
+
+
 def main():
+    import warnings
+
+    global _show_warning
+    _show_warning, warnings.showwarning = warnings.showwarning, _one_line_warnings
     cli(prog_name="alplug")
 

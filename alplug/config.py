@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -47,8 +48,11 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Checks that need no data; every problem is reported at once."""
-        problems = []
-        for name, low in (("n_start", 1), ("per_round", 1), ("rounds", 0), ("epochs", 1), ("batch_size", 2)):
+        problems = type_problems(self.to_dict(), prefix="--")
+        if problems:
+            raise UsageError("; ".join(problems))
+        for name, low in (("n_start", 1), ("per_round", 1), ("rounds", 0), ("epochs", 1), ("batch_size", 2),
+                          ("seed", 0)):
             if getattr(self, name) < low:
                 problems.append(f"--{name.replace('_', '-')} = {getattr(self, name)}, must be >= {low}")
         if self.patience is not None and self.patience < 1:
@@ -61,8 +65,16 @@ class RunConfig:
             problems.append(f"--weight-decay = {self.weight_decay}, must be >= 0")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             problems.append(f"--dropout = {self.dropout}, must be in [0, 1)")
-        if self.image_size is not None and self.image_size < 1:
-            problems.append(f"--image-size = {self.image_size}, must be >= 1")
+        if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            problems.append(f"--image-size = {self.image_size}, must be in 1..{MAX_IMAGE_SIZE}")
+        for name in ("test_size", "val1_size", "val2_size"):
+            value = getattr(self, name)
+            if not (0 < value < 1 or (value >= 1 and float(value).is_integer())):
+                problems.append(f"--{name.replace('_', '-')} = {value}, must be a fraction in (0, 1) "
+                                "or a whole number of images")
+        for name in ("query", "model", "dataset", "device", "optimizer"):
+            if not getattr(self, name).strip():
+                problems.append(f"--{name.replace('_', '-')} is empty")
         if self.labeling_rate not in ("fixed", "adaptive"):
             problems.append(f"--labeling-rate = {self.labeling_rate!r}, must be 'fixed' or 'adaptive'")
         elif self.labeling_rate == "fixed":
@@ -78,8 +90,6 @@ class RunConfig:
             problems.append(f"--gain = {self.gain}, must be in (0, 1]")
         if self.epsilon is not None and not self.epsilon > 0:
             problems.append(f"--epsilon = {self.epsilon}, must be > 0")
-        if not isinstance(self.query_options, dict):
-            problems.append("query_options must be a table of strategy options")
         if problems:
             raise UsageError("; ".join(problems))
         return self
@@ -113,8 +123,63 @@ class RunConfig:
         return out
 
 
+MAX_IMAGE_SIZE = 4096
+
+# What each setting may hold, by the annotation of its RunConfig field.
+_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
+          "dict": "a table of strategy options"}
+
+
+def _kind_of(annotation: str) -> tuple[str, bool]:
+    """('int', optional?) from a field annotation such as 'int | None'."""
+    parts = [a.strip() for a in str(annotation).split("|")]
+    return next(a for a in parts if a != "None"), "None" in parts
+
+
+def _fits(kind: str, value) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # True is an int to Python, never a number to a user
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    if kind == "str":
+        return isinstance(value, str) and "\0" not in value
+    if kind == "dict":
+        return isinstance(value, dict) and all(isinstance(k, str) and _option_value(v) for k, v in value.items())
+    return False
+
+
+def _option_value(value) -> bool:
+    if isinstance(value, list):
+        return all(_option_value(v) and not isinstance(v, list) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (str, int, bool))
+
+
+def type_problems(values: dict, prefix: str = "") -> list[str]:
+    """One message per setting in ``values`` whose value is not of its field's kind (``None`` only where
+    the field is optional)."""
+    kinds = {f.name: _kind_of(f.type) for f in fields(RunConfig)}
+    problems = []
+    for name, value in values.items():
+        if name not in kinds:
+            continue
+        kind, optional = kinds[name]
+        if (value is None and optional) or _fits(kind, value):
+            continue
+        shown = f"{prefix}{name.replace('_', '-')}" if prefix else name
+        problems.append(f"{shown} = {value!r}, must be {_KINDS[kind]}" +
+                        (" (values: strings, numbers, true/false, or lists of them)" if kind == "dict" else ""))
+    return problems
+
+
 def check_settings(values: dict, source: str = "settings") -> dict:
-    """``values`` with keys normalised to field names; unknown keys are an error naming close matches."""
+    """``values`` with keys normalised to field names and each value's type checked; unknown keys are an
+    error naming close matches."""
     import difflib
 
     names = {f.name for f in fields(RunConfig)}
@@ -126,16 +191,31 @@ def check_settings(values: dict, source: str = "settings") -> dict:
             match = difflib.get_close_matches(key, names, n=1)
             hints.append(f"{key!r}" + (f" (did you mean {match[0]!r}?)" if match else ""))
         raise UsageError(f"unknown setting(s) in {source}: {', '.join(hints)}")
+    problems = type_problems(cleaned)
+    if problems:
+        raise UsageError(f"{source}: {'; '.join(problems)}")
     return cleaned
+
+
+MAX_TOML_BYTES = 1024 * 1024
 
 
 def read_settings(path: str | Path) -> dict:
     """The settings a TOML file sets (and only those)."""
     path = Path(path)
     try:
-        values = tomllib.loads(path.read_text())
+        if path.stat().st_size > MAX_TOML_BYTES:
+            raise UsageError(f"config file {path} is larger than {MAX_TOML_BYTES // 1024} KiB; "
+                             "a settings file is a few lines")
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise UsageError(f"config file {path} is a directory; pass a TOML file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path} is not UTF-8 text; TOML files are UTF-8") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     return check_settings(values, source=str(path))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import AlplugError, UnknownNameError, UsageError
+from .errors import UnknownNameError, UsageError
 
 ARCHITECTURES = ("resnet18", "resnet50", "squeezenet1_1")
 
@@ -32,7 +32,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ModelWeightsError(AlplugError):
+class ModelWeightsError(UsageError):
     """Pretrained weights could not be found, downloaded or fitted."""
 
     exit_code = 2
@@ -213,6 +213,11 @@ def load_state_dict(arch: str, weights: str) -> dict:
             state = state["state_dict"]
         if not isinstance(state, dict):
             raise ModelWeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
+        bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+        if bad:
+            raise ModelWeightsError(f"{path} is not a state dict of tensors (entry {bad[0]!r} holds "
+                                    f"{type(state[bad[0]]).__name__}); pass a file saved with "
+                                    "torch.save(model.state_dict(), PATH)")
         # An alplug checkpoint (our own module) stores the torchvision model under backbone.
         if any(k.startswith("backbone.") for k in state):
             state = _from_alplug_checkpoint(arch, state)

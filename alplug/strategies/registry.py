@@ -8,6 +8,11 @@ its distribution without affecting any other strategy.
 
 ``ALPLUG_DISABLE_PLUGINS=1`` hides every strategy not shipped in alplug itself;
 a comma-separated list of distribution names hides just those.
+
+A name registered twice never depends on discovery order: alplug's own strategy
+wins over any plugin's, and between plugins the first distribution by name wins.
+Every clash is listed by ``alplug strategies`` and named in a ``PluginConflictWarning``
+when the name is used, and a run records which distribution supplied each strategy.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import ast
 import functools
 import inspect
 import os
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
@@ -38,6 +44,10 @@ OPTIONAL_STRATEGIES = {
 
 class StrategyLoadError(AlplugError):
     """A registered strategy whose module or object cannot be loaded."""
+
+
+class PluginConflictWarning(UserWarning):
+    """Two distributions register the same name; the message says which one is used."""
 
 
 def normalize_name(name: str) -> str:
@@ -88,21 +98,52 @@ def _disabled() -> set[str] | None:
     return {normalize_name(v) for v in value.split(",") if v.strip()}
 
 
-def available_strategies() -> dict[str, StrategyEntry]:
-    """Registered strategies by normalised name, sorted; nothing is imported."""
+def _precedence(entry: StrategyEntry) -> tuple:
+    """alplug's own entries first, then plugins by distribution name: the same winner on every machine."""
+    return (normalize_name(entry.distribution) != CORE_DISTRIBUTION, normalize_name(entry.distribution),
+            entry.entry_point.value)
+
+
+def discover_strategies() -> tuple[dict[str, StrategyEntry], dict[str, list[StrategyEntry]]]:
+    """(the strategy used for each name, sorted; the entries each clashing name passed over). Reads
+    metadata only."""
     disabled = _disabled()
-    found = {}
+    by_name: dict[str, list[StrategyEntry]] = {}
     for ep in entry_points(group=GROUP):
         dist = normalize_name(ep.dist.name) if ep.dist else "?"
         if dist != CORE_DISTRIBUTION and (disabled is None or dist in disabled):
             continue
-        found.setdefault(normalize_name(ep.name), StrategyEntry(normalize_name(ep.name), ep))
-    return dict(sorted(found.items()))
+        name = normalize_name(ep.name)
+        entry = StrategyEntry(name, ep)
+        if all(e.entry_point != ep for e in by_name.get(name, [])):  # one distribution seen twice on sys.path
+            by_name.setdefault(name, []).append(entry)
+    used, passed_over = {}, {}
+    for name, entries in sorted(by_name.items()):
+        entries.sort(key=_precedence)
+        used[name] = entries[0]
+        if len({e.distribution for e in entries}) > 1 or len(entries) > 1:
+            passed_over[name] = entries[1:]
+    return used, passed_over
+
+
+def available_strategies() -> dict[str, StrategyEntry]:
+    """Registered strategies by normalised name, sorted; nothing is imported."""
+    return discover_strategies()[0]
+
+
+def conflict_message(name: str, used: StrategyEntry, others: list[StrategyEntry]) -> str:
+    return (f"strategy name {name!r} is registered by {used.origin} and by "
+            f"{', '.join(o.origin for o in others)}; {used.origin} is used"
+            + ("" if normalize_name(used.distribution) == CORE_DISTRIBUTION else
+               f" (hide the others with {DISABLE_ENV}=DISTRIBUTION)")
+            + "; rename the plugin's strategy to use it")
 
 
 def _entry(name: str) -> StrategyEntry:
-    known = available_strategies()
+    known, conflicts = discover_strategies()
     key = normalize_name(name)
+    if key in conflicts:
+        warnings.warn(conflict_message(key, known[key], conflicts[key]), PluginConflictWarning, stacklevel=3)
     if key not in known:
         hint = "(`alplug strategies` lists them)"
         if key in OPTIONAL_STRATEGIES:
@@ -191,15 +232,25 @@ def checked(fn, name: str, origin: str = "?"):
         if n_instances > n_pool:
             raise UsageError(f"{where}: n_instances = {n_instances} but the pool holds only {n_pool} samples")
         _check_pool_shape(learner, X_pool, where)
+        if isinstance(X_pool, np.ndarray) and X_pool.ndim == 1 and X_pool.flags.writeable:
+            # Pools of ids (alplug's loop and projects): writing into them would change what gets labeled.
+            # Image arrays stay writable: torch warns on every read-only array it is handed.
+            X_pool = X_pool.view()
+            X_pool.flags.writeable = False
         try:
             result = fn(learner, X_pool, n_instances, random_state=random_state, **options)
         except AlplugError as exc:
             if where in str(exc):
                 raise
             raise type(exc)(f"{exc} [{where}]") from exc
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a plugin's bug, or its sys.exit(): name the plugin, never end the run quietly
+            raise StrategyError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
         return check_result(result, n_instances, n_pool, where)
 
     strategy.alplug_name, strategy.alplug_origin = name, origin
+    strategy.alplug_sources = {**getattr(fn, "alplug_sources", {}), name: origin}
     return strategy
 
 
@@ -313,4 +364,6 @@ def resolve_query(query: str, options: dict | None = None):
                              f"{entries[0].name}.KEY=VALUE / {entries[1].name}.KEY=VALUE")
     first, second = (checked(bind_options(e.load(), e.name, per_part[e.name]), e.name, e.origin) for e in entries)
     name = f"{entries[0].name}+{entries[1].name}"
-    return checked(bind_options(prefiltered(first, second), name, combo), name, "alplug combination")
+    combined = bind_options(prefiltered(first, second), name, combo)
+    combined.alplug_sources = {**first.alplug_sources, **second.alplug_sources}
+    return checked(combined, name, "alplug combination")
