@@ -13,10 +13,13 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_options import _explicit_settings, run_options
+from .cli_project import label, project
 from .config import RunConfig
 from .errors import AlplugError
 
-DEFAULTS = RunConfig()
+_run_options = run_options()
+
 
 
 class AlplugGroup(click.Group):
@@ -53,108 +56,6 @@ def describe_os_error(exc: OSError) -> str:
 @click.version_option(__version__, prog_name="alplug")
 def cli():
     """Active learning for deep image classifiers: query strategies as plugins over modAL, skorch and torchvision."""
-
-
-def _run_option_list():
-    """The settings of RunConfig as click options; defaults shown in --help come from RunConfig."""
-    d = DEFAULTS
-    return [
-        click.option("--query", "-q", default=d.query, show_default=True,
-                     help="Query strategy name (see `alplug strategies`)."),
-        click.option("--query-opt", "query_options", multiple=True, metavar="KEY=VALUE",
-                     help="Strategy option, repeatable (e.g. T=30; for FIRST+SECOND: prefilter=4, "
-                          "FIRST.KEY=VALUE)."),
-        click.option("--model", "-m", default=d.model, show_default=True,
-                     help="resnet18, resnet50 or squeezenet1_1."),
-        click.option("--dataset", "-d", default=d.dataset, show_default=True,
-                     help="digits, mnist, fashion-mnist, emnist, cifar10, svhn, folder:PATH or npz:PATH."),
-        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Where torchvision data sets are read from and downloaded to "
-                          "[default: $ALPLUG_DATA or ~/.cache/alplug/data]."),
-        click.option("--image-size", type=int, default=None,
-                     help="Side length the model sees (and folder images are made). "
-                          "[default: inputs under 32 px are upsampled to 32; folders: 64]"),
-        click.option("--n-start", type=int, default=d.n_start, show_default=True,
-                     help="Initial labeled images per class, drawn at random."),
-        click.option("--per-round", type=int, default=d.per_round, show_default=True,
-                     help="Images queried and labeled per round."),
-        click.option("--labeling-rate", type=click.Choice(["fixed", "adaptive"]), default=d.labeling_rate,
-                     show_default=True,
-                     help="adaptive: label fewer images per round while val-2 accuracy climbs fast, more when "
-                          "it stalls (see docs/loop.md)."),
-        click.option("--goal", type=float, default=None,
-                     help="Stop when val-2 accuracy reaches this; also the goal of the report's label-cost table. "
-                          "[default: none]"),
-        click.option("--max-per-round", type=int, default=None,
-                     help="Adaptive rate: most images per round (R). [default: 4 x --per-round]"),
-        click.option("--gain", type=float, default=None,
-                     help="Adaptive rate: accuracy gain a round aims for (g). [default: 0.05]"),
-        click.option("--epsilon", type=float, default=None,
-                     help="Adaptive rate: smallest per-round gain assumed (ε). [default: 0.005]"),
-        click.option("--rounds", type=int, default=d.rounds, show_default=True, help="Query rounds after round 0."),
-        click.option("--epochs", type=int, default=d.epochs, show_default=True, help="Training epochs per round."),
-        click.option("--patience", type=int, default=None,
-                     help="Stop after this many rounds without val-2 improvement. [default: off]"),
-        click.option("--budget", type=int, default=None,
-                     help="Stop when this many images are labeled (initial set included). [default: none]"),
-        click.option("--lr", type=float, default=d.lr, show_default=True, help="Learning rate."),
-        click.option("--batch-size", type=int, default=d.batch_size, show_default=True),
-        click.option("--weight-decay", type=float, default=d.weight_decay, show_default=True,
-                     help="L2 penalty."),
-        click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default=d.optimizer,
-                     show_default=True),
-        click.option("--augment/--no-augment", default=d.augment, show_default=True,
-                     help="Rotation ±15°, contrast ±10%, hue ±10% (colour) on the training set."),
-        click.option("--hflip/--no-hflip", default=d.hflip, show_default=True,
-                     help="Add horizontal flips to --augment (off: flips change digits' meaning)."),
-        click.option("--weights", default=None,
-                     help="Pretrained weights: a torchvision name (DEFAULT, IMAGENET1K_V1) or a state-dict file."),
-        click.option("--dropout", type=float, default=None,
-                     help="Dropout before the classifier (needed by MC-dropout strategies on ResNet). "
-                          "[default: the model's own: ResNet none, SqueezeNet 0.5]"),
-        click.option("--warm-start/--no-warm-start", default=d.warm_start, show_default=True,
-                     help="Continue training the previous round's model instead of retraining from scratch."),
-        click.option("--device", default=d.device, show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--seed", type=int, default=d.seed, show_default=True),
-        click.option("--test-size", type=float, default=d.test_size, show_default=True,
-                     help="Held-out test fraction (or count) when the data set has no test set of its own."),
-        click.option("--val1-size", type=float, default=d.val1_size, show_default=True,
-                     help="Validation set 1 (watches training, every epoch): fraction or count."),
-        click.option("--val2-size", type=float, default=d.val2_size, show_default=True,
-                     help="Validation set 2 (scores every round): fraction or count."),
-    ]
-
-
-def run_options(only: tuple[str, ...] | None = None):
-    """Decorator adding the run settings as options (``only``: these settings, by field name)."""
-
-    def decorate(f):
-        for option in reversed(_run_option_list()):
-            probe = option(lambda: None).__click_params__[0]
-            if only is None or probe.name in only:
-                f = option(f)
-        return f
-
-    return decorate
-
-
-_run_options = run_options()
-
-
-SETTING_NAMES = [f.name for f in dataclasses.fields(RunConfig)]
-
-
-def _explicit_settings(ctx: click.Context, params: dict) -> dict:
-    """The settings the user typed on the command line (not click's defaults)."""
-    from click.core import ParameterSource
-
-    from .strategies.registry import parse_option_values
-
-    given = {name: params[name] for name in SETTING_NAMES
-             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
-    if "query_options" in given:
-        given["query_options"] = parse_option_values(given["query_options"])
-    return given
 
 
 def _default_out(config: RunConfig) -> Path:
@@ -282,7 +183,7 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
     from .errors import UsageError
     from .study import Study, run_study
     from .strategies import resolve_query
-    from .strategies.registry import options_for
+    from .strategies.options import options_for
 
     given = {**(read_settings(config_file) if config_file else {}), **_explicit_settings(ctx, params)}
     queries = [q.strip() for q in str(given.pop("query", params["query"])).split(",") if q.strip()]
@@ -353,48 +254,73 @@ def report(study_dir, targets, goal, label_cost, lambdas):
     click.echo(f"alplug report: {out}/report.html, report.md, figures (PNG, SVG) and CSV tables")
 
 
-@cli.command()
-def strategies():
-    """List the registered query strategies, their options, and broken plugins."""
-    from .strategies.registry import (OPTIONAL_STRATEGIES, StrategyLoadError, conflict_message,
-                                      discover_strategies, strategy_options)
+def _list_plugins(discovered, describe, optional: dict[str, str]) -> None:
+    """The listing of one plugin group: a row per name (name, distribution, description), then broken entries,
+    clashes, and optional plugins that are not installed. ``describe(loaded)`` gives a row's description."""
+    from .plugins import PluginLoadError, conflict_message
 
+    registered, conflicts = discovered
     rows, broken = [], []
-    registered, conflicts = discover_strategies()
     for name, entry in registered.items():
         try:
-            fn = entry.load()
-        except StrategyLoadError as exc:
-            broken.append((name, entry.origin, str(exc)))
-            continue
-        doc = (fn.__doc__ or "").strip().splitlines()
-        options = " ".join(f"{k}={v!r}" for k, v in strategy_options(fn).items())
-        rows.append((name, entry.origin, doc[0] if doc else "", options))
+            rows.append((name, entry.origin, describe(entry.load())))
+        except PluginLoadError as exc:
+            broken.append((name, entry.origin, f"BROKEN: {exc}"))
     width = max([len(r[0]) for r in rows + broken] + [4])
     owidth = max([len(r[1]) for r in rows + broken] + [6])
-    for name, origin, doc, options in rows:
-        click.echo(f"{name:<{width}}  {origin:<{owidth}}  {doc}" + (f"  [options: {options}]" if options else ""))
-    for name, origin, reason in broken:
-        click.echo(f"{name:<{width}}  {origin:<{owidth}}  BROKEN: {reason}")
+    for name, origin, text in rows + broken:
+        click.echo(f"{name:<{width}}  {origin:<{owidth}}  {text}")
     for name, others in conflicts.items():
-        click.echo(f"CONFLICT: {conflict_message(name, registered[name], others)}")
+        click.echo(f"CONFLICT: {conflict_message(registered[name], others)}")
     missing = {}
-    for name, extra in OPTIONAL_STRATEGIES.items():
+    for name, extra in optional.items():
         if name not in registered:
             missing.setdefault(extra, []).append(name)
     for extra, names in sorted(missing.items()):
         click.echo(f"not installed: {', '.join(names)} (pip install \"alplug[{extra}]\")")
+
+
+@cli.command()
+def strategies():
+    """List the registered query strategies, their options, and broken plugins."""
+    from .strategies.options import strategy_options
+    from .strategies.registry import OPTIONAL_STRATEGIES, discover_strategies
+
+    def describe(fn) -> str:
+        doc = (fn.__doc__ or "").strip().splitlines()
+        options = " ".join(f"{k}={v!r}" for k, v in strategy_options(fn).items())
+        return (doc[0] if doc else "") + (f"  [options: {options}]" if options else "")
+
+    _list_plugins(discover_strategies(), describe, OPTIONAL_STRATEGIES)
     click.echo("Combine two as FIRST+SECOND (e.g. entropy+model-outlier, option prefilter=4).")
 
 
-def _add_labeling_commands():
-    from .cli_project import label, project
+@cli.command()
+def models():
+    """List the registered models (--model), model families (--model FAMILY:NAME) and broken plugins."""
+    click.echo("alplug: looking up model plugins ...", err=True)
+    from .models import OPTIONAL_FAMILIES, ModelFamily, discover_models
 
-    cli.add_command(project)
-    cli.add_command(label)
+    def describe(obj) -> str:
+        if isinstance(obj, ModelFamily):
+            examples = ", ".join(f"{obj.name}:{e}" for e in obj.examples[:3])
+            return f"{obj.description}  [use as {obj.name}:NAME" + (f", e.g. {examples}]" if examples else "]")
+        size = f"{obj.input_size} px" if obj.input_size else f">= {obj.min_input_size} px (smaller is upsampled)"
+        return f"{obj.description}  [input {size}; --weights: {obj.weights_help}]"
+
+    _list_plugins(discover_models(), describe, OPTIONAL_FAMILIES)
 
 
-_add_labeling_commands()
+@cli.command()
+def datasets():
+    """List the registered data sources (--dataset NAME or NAME:ARGUMENT) and broken plugins."""
+    from .data.registry import discover_datasets
+
+    _list_plugins(discover_datasets(), lambda source: f"{source.description}  [use as {source.usage}]", {})
+
+
+cli.add_command(project)
+cli.add_command(label)
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli import _explicit_settings, run_options
+from .cli_options import _explicit_settings, run_options
 from .config import RunConfig
 
 # The run settings that mean something for a labeling project (the data set is the project's folder,
@@ -82,17 +82,11 @@ def init(ctx, project_dir, images_dir, classes, **params):
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UsageError(f"{path} already exists; choose another PROJECT directory (nothing is overwritten)")
     settings = dataclasses.replace(RunConfig(), dataset="project", **_explicit_settings(ctx, params)).validate()
-    from .models import ARCHITECTURES
+    from .models import check_model
 
-    if settings.model not in ARCHITECTURES:
-        from .errors import UnknownNameError
-
-        raise UnknownNameError("model", settings.model, ARCHITECTURES)
     resolve_query(settings.query, settings.query_options)  # unknown strategies fail before anything is made
-    if settings.weights:
-        from .models import load_state_dict
-
-        load_state_dict(settings.model, settings.weights)  # a missing or foreign weights file fails now
+    check_model(settings.model, dropout=settings.dropout, image_size=settings.image_size,
+                weights=settings.weights)  # an unknown model or a missing or foreign weights file fails now
     root = Path(images_dir).expanduser().resolve()
     rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
     store = ProjectStore.create(path, root, names, settings, rows)

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from .data.lazy import IndexedImages, is_index_array
 from .errors import UnknownNameError, UsageError
-from .models import CPU_TRAINS_CHANNELS_LAST, ImageClassifier
+from .models import ImageClassifier
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -144,8 +144,8 @@ class ImageClassifierNet(NeuralNetClassifier):
         super().initialize_module()
         module = self.module_
         if isinstance(module, ImageClassifier):
-            # NHWC lets cuDNN use its fastest (tensor-core) kernels; on the CPU it depends on the model (models.py)
-            if str(self.device).startswith("cuda") or CPU_TRAINS_CHANNELS_LAST[module.arch]:
+            # NHWC lets cuDNN use its fastest (tensor-core) kernels; on the CPU it depends on the model (its spec)
+            if str(self.device).startswith("cuda") or module.cpu_trains_channels_last:
                 module.use_channels_last()
         return self
 
@@ -160,7 +160,7 @@ class ImageClassifierNet(NeuralNetClassifier):
 
         A module that trains in NCHW (ResNets on the CPU) is copied into channels-last for a pass over at least
         ``CHANNELS_LAST_COPY_MIN_IMAGES`` images (or an unknown number): oneDNN evaluates ResNets 13-31% faster
-        in it (models.py). The fitted module itself is left as it was, mode included.
+        in it (docs/performance.md, figure 6). The fitted module itself is left as it was, mode included.
         """
         module = self.module_
         was_training = module.training

@@ -115,7 +115,7 @@ def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int
 
         if (path / "result.json").is_file():
             return RunOutcome(run, "done")
-        from .strategies.registry import options_for
+        from .strategies.options import options_for
 
         config = RunConfig(**check_settings(base))
         config = dataclasses.replace(config, query=query, seed=seed,

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from alplug.cli import cli
 from alplug.errors import UsageError
 from alplug.strategies import StrategyError, StrategyLoadError, available_strategies, get_strategy, resolve_query
-from alplug.strategies.registry import parse_option_values
+from alplug.strategies.options import parse_option_values
 
 from conftest import QUICK
 from fake_plugins import BAD_PLUGIN_ENTRY_POINTS, BAD_PLUGIN_MODULES, install_fake_distribution
@@ -149,7 +149,7 @@ def test_combination_options_are_routed_by_prefix():
 
 
 def test_prefixed_options_must_name_the_strategy_and_studies_route_them():
-    from alplug.strategies.registry import options_for
+    from alplug.strategies.options import options_for
 
     with pytest.raises(UsageError, match="names another strategy"):
         resolve_query("margin", {"bald.T": 3})

@@ -21,9 +21,11 @@ def run(*args, **kwargs):
 def test_wheels_install_offline_and_extras_pull_plugins(tmp_path):
     wheels = tmp_path / "wheels"
     run(UV, "build", "-q", "--offline", "--all-packages", "--wheel", "-o", wheels, cwd=ROOT)
-    run(UV, "build", "-q", "--offline", "--wheel", "-o", wheels, ROOT / "examples" / "plugin-template", cwd=ROOT)
+    for example in ("plugin-template", "model-plugin", "dataset-plugin"):
+        run(UV, "build", "-q", "--offline", "--wheel", "-o", wheels, ROOT / "examples" / example, cwd=ROOT)
     names = sorted(p.name.split("-")[0] for p in wheels.glob("*.whl"))
-    assert names == ["alplug", "alplug_bald", "alplug_example_strategy", "alplug_kmeans", "alplug_outlier"]
+    assert names == ["alplug", "alplug_bald", "alplug_example_dataset", "alplug_example_model",
+                     "alplug_example_strategy", "alplug_kmeans", "alplug_outlier", "alplug_timm"]
 
     # A fresh virtual environment (with pip) holding the lock file's third-party packages, linked from uv's
     # cache (torch alone is gigabytes; nothing is downloaded), and no alplug distribution. `uv sync --frozen`
@@ -52,3 +54,13 @@ def test_wheels_install_offline_and_extras_pull_plugins(tmp_path):
     run(*pip, "alplug-example-strategy", env=env)  # a third-party plugin built from the template
     listing = run(venv / "bin" / "alplug", "strategies", env=env)
     assert "least-typical" in listing and "alplug-example-strategy 0.1.0" in listing
+
+    # a model plugin and a data-source plugin written outside alplug, from the docs, installed with pip
+    models = run(venv / "bin" / "alplug", "models", env=env)
+    assert "small-cnn" not in models and 'pip install "alplug[timm]"' in models
+    run(*pip, "alplug-example-model", "alplug-example-dataset", "alplug[timm]", env=env)
+    models = run(venv / "bin" / "alplug", "models", env=env)
+    lines = {line.split()[0]: line for line in models.splitlines() if line.strip()}
+    assert "alplug-example-model 0.1.0" in lines["small-cnn"] and "alplug-timm 0.1.0" in lines["timm"]
+    datasets = run(venv / "bin" / "alplug", "datasets", env=env)
+    assert any(line.startswith("imagelist") and "alplug-example-dataset 0.1.0" in line for line in datasets.splitlines())

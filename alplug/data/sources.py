@@ -1,4 +1,5 @@
-"""Loading data sets into ``(N, C, H, W)`` arrays.
+"""alplug's built-in data sources, registered through the ``alplug.datasets`` entry points like any
+plugin's: scikit-learn's digits, the torchvision sets, ``folder:PATH`` and ``npz:PATH``.
 
 Images stay ``uint8`` where the source is 8-bit (4x less memory than float32;
 the model scales them on the fly). torchvision reads and downloads the
@@ -9,12 +10,13 @@ from __future__ import annotations
 import os
 import sys
 import zipfile
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, UnknownNameError, UnreadableImageError
+from ..errors import DataError, UnreadableImageError
+from .source import DataSet, DataSource
 
 # name -> (torchvision class, keyword arguments for the train part, for the test part)
 TORCHVISION_SETS = {
@@ -24,67 +26,47 @@ TORCHVISION_SETS = {
     "cifar10": ("CIFAR10", {"train": True}, {"train": False}),
     "svhn": ("SVHN", {"split": "train"}, {"split": "test"}),
 }
-DATASETS = ("digits", *TORCHVISION_SETS, "folder:PATH", "npz:PATH")  # npz:PATH also takes a folder of .npy
 DEFAULT_FOLDER_IMAGE_SIZE = 64
-
-
-@dataclass
-class DataSet:
-    """Images ``X`` (N, C, H, W), integer labels ``y`` and class names.
-
-    ``X_test``/``y_test`` hold the data set's own test set when it has one.
-    ``skipped`` lists ``(path, reason)`` for files that could not be read.
-    """
-
-    name: str
-    X: np.ndarray
-    y: np.ndarray
-    classes: list[str]
-    X_test: np.ndarray | None = None
-    y_test: np.ndarray | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def channels(self) -> int:
-        return self.X.shape[1]
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
 
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("ALPLUG_DATA", Path.home() / ".cache" / "alplug" / "data"))
 
 
-def load_dataset(spec: str, data_dir: str | Path | None = None, *, image_size: int | None = None,
-                 download: bool = True) -> DataSet:
-    """Load ``digits``, a torchvision set by name, ``folder:PATH`` or ``npz:PATH``."""
-    if spec == "digits":
-        return _digits()
-    if spec.startswith("folder:"):
-        return _folder(Path(spec[len("folder:"):]).expanduser(), image_size or DEFAULT_FOLDER_IMAGE_SIZE)
-    if spec.startswith("npz:"):
-        path = Path(spec[len("npz:"):]).expanduser()
-        try:
-            return _npz(path)
-        except DataError:
-            raise
-        except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
-            # object arrays, headers that promise more data than the file holds, damaged archives...
-            raise DataError(f"cannot read {path} as an npz data set ({type(exc).__name__}: {exc}); it needs "
-                            "plain numeric arrays X (N,H,W[,C]) and y (N,) saved with np.savez") from None
-    if spec in TORCHVISION_SETS:
-        if data_dir is None:
-            root = default_data_dir()
-            root.mkdir(parents=True, exist_ok=True)
-        else:
-            root = Path(data_dir).expanduser()
-            if not root.is_dir():
-                raise DataError(f"data directory {root} does not exist; create it or point --data-dir "
-                                "at the folder that holds (or should receive) the data set")
-        return _torchvision(spec, root, download)
-    raise UnknownNameError("data set", spec, DATASETS)
+def _torchvision_root(data_dir: str | Path | None) -> Path:
+    if data_dir is None:
+        root = default_data_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data directory {root} does not exist; create it or point --data-dir "
+                        "at the folder that holds (or should receive) the data set")
+    return root
+
+
+def _load_digits(argument, *, data_dir=None, image_size=None, download=True) -> DataSet:
+    return _digits()
+
+
+def _load_torchvision(name: str, argument, *, data_dir=None, image_size=None, download=True) -> DataSet:
+    return _torchvision(name, _torchvision_root(data_dir), download)
+
+
+def _load_folder(argument: str, *, data_dir=None, image_size=None, download=True) -> DataSet:
+    return _folder(Path(argument).expanduser(), image_size or DEFAULT_FOLDER_IMAGE_SIZE)
+
+
+def _load_npz(argument: str, *, data_dir=None, image_size=None, download=True) -> DataSet:
+    path = Path(argument).expanduser()
+    try:
+        return _npz(path)
+    except DataError:
+        raise
+    except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+        # object arrays, headers that promise more data than the file holds, damaged archives...
+        raise DataError(f"cannot read {path} as an npz data set ({type(exc).__name__}: {exc}); it needs "
+                        "plain numeric arrays X (N,H,W[,C]) and y (N,) saved with np.savez") from None
 
 
 def _digits() -> DataSet:
@@ -345,3 +327,16 @@ def _npz_images(path: Path, X: np.ndarray, key: str) -> np.ndarray:
     if np.issubdtype(X.dtype, np.integer) and X.size and X.min() >= 0 and X.max() <= 255:
         return np.ascontiguousarray(X, dtype=np.uint8)
     return np.ascontiguousarray(X, dtype=np.float32)  # floats are used as they are (expected in [0, 1])
+
+
+DIGITS = DataSource("digits", _load_digits, "scikit-learn's bundled 8x8 digits: 1,797 images, 10 classes, no download")
+MNIST = DataSource("mnist", partial(_load_torchvision, "mnist"), "MNIST (torchvision; downloaded to --data-dir)")
+FASHION_MNIST = DataSource("fashion-mnist", partial(_load_torchvision, "fashion-mnist"),
+                           "Fashion-MNIST (torchvision; downloaded to --data-dir)")
+EMNIST = DataSource("emnist", partial(_load_torchvision, "emnist"),
+                    "EMNIST balanced, 47 classes, letters upright (torchvision; downloaded to --data-dir)")
+CIFAR10 = DataSource("cifar10", partial(_load_torchvision, "cifar10"), "CIFAR-10 (torchvision; downloaded to --data-dir)")
+SVHN = DataSource("svhn", partial(_load_torchvision, "svhn"), "SVHN (torchvision; downloaded to --data-dir)")
+FOLDER = DataSource("folder", _load_folder, "an image folder with one sub-folder per class", argument="PATH")
+NPZ = DataSource("npz", _load_npz, "arrays X (N,H,W[,C]) and y in an .npz file or a folder of .npy files",
+                 argument="PATH")

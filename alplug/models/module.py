@@ -1,0 +1,125 @@
+"""The one ``nn.Module`` class skorch builds for every model: a spec's backbone and head, with alplug's
+input preparation (scaling, resizing, normalisation), one dropout layer in front of the head, embeddings,
+and the memory-layout switch. Hyper-parameters are constructor arguments, so skorch builds a fresh module
+(fresh or pretrained weights) whenever it re-initialises.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UsageError
+from .registry import ModelLoadError, get_model_spec
+from .spec import ModelParts, ModelSpec
+
+
+class ImageClassifier(nn.Module):
+    """Any registered model (``alplug models``) for any channel and class count, as skorch's module class.
+
+    Accepts uint8 images (scaled to [0, 1]) or float images, shaped (N, C, H, W).
+
+    Parameters
+    ----------
+    arch: a ``--model`` name: ``resnet18``, ``timm:resnet10t``, ...; its ``ModelSpec`` builds the parts.
+    in_channels, num_classes: data shape; the spec adapts the first layer and the classifier to them.
+    dropout: probability of the dropout layer in front of the head. ``None`` keeps the spec's default
+        (ResNet: none, SqueezeNet: 0.5); MC-dropout strategies need ``dropout > 0``.
+    image_size: side length fed to the backbone; ``None`` upsamples inputs smaller than the spec's
+        ``min_input_size`` (or resizes to its fixed ``input_size``) and leaves others alone.
+    weights: ``None`` (random init) or the ``--weights`` text the spec understands.
+    """
+
+    def __init__(self, arch: "str | ModelSpec" = "resnet18", in_channels: int = 3, num_classes: int = 10,
+                 dropout: float | None = None, image_size: int | None = None,
+                 weights: str | None = None):
+        super().__init__()
+        spec = get_model_spec(arch)
+        if in_channels < 1 or num_classes < 2:
+            raise UsageError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
+        if dropout is not None and not 0.0 <= dropout < 1.0:
+            raise UsageError(f"dropout = {dropout}, must be in [0, 1)")
+        if image_size is not None and spec.input_size is not None and image_size != spec.input_size:
+            raise UsageError(f"--model {arch} takes {spec.input_size} px images; drop --image-size or pass "
+                             f"--image-size {spec.input_size}")
+        self.arch, self.in_channels, self.num_classes = spec.name, in_channels, num_classes
+        self.image_size = image_size if image_size is not None else spec.input_size
+        self.min_size = spec.min_input_size
+        self.cpu_trains_channels_last = spec.cpu_trains_channels_last
+        self.channels_last = False  # the weights' layout, which prepare() gives its batches too
+
+        parts = spec.build(in_channels, num_classes, weights)
+        if not isinstance(parts, ModelParts) or not isinstance(parts.backbone, nn.Module) or \
+                not isinstance(parts.head, nn.Module) or not isinstance(parts.embedding_dim, int):
+            raise ModelLoadError(f"model {arch!r}: its spec's build() must return ModelParts(backbone=Module, "
+                                 f"head=Module, embedding_dim=int), got {parts!r:.200}")
+        self.backbone = parts.backbone
+        p = spec.default_dropout if dropout is None else dropout
+        # One dropout layer in front of the head: what head-only MC dropout samples (alplug-bald's mc.py).
+        # A Sequential head is spliced in, so its layers keep the state-dict keys head.1, head.2, ...
+        rest = list(parts.head) if isinstance(parts.head, nn.Sequential) else [parts.head]
+        self.head = nn.Sequential(nn.Dropout(p), *rest)
+        self.embedding_dim = parts.embedding_dim
+
+        pretrained = weights is not None
+        mean = spec.mean if pretrained else (0.5,) * 3
+        std = spec.std if pretrained else (0.5,) * 3
+        self.register_buffer("mean", _channel_stat(mean, in_channels), persistent=False)
+        self.register_buffer("std", _channel_stat(std, in_channels), persistent=False)
+
+    @property
+    def dropout_rate(self) -> float:
+        return self.head[0].p
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale, resize and normalise a batch the way the backbone expects."""
+        if not torch.is_floating_point(x):
+            x = x.float().div_(255.0)
+        h, w = x.shape[-2:]
+        if self.image_size is not None:
+            if (h, w) != (self.image_size, self.image_size):
+                x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        elif min(h, w) < self.min_size:
+            scale = self.min_size / min(h, w)
+            size = (max(self.min_size, round(h * scale)), max(self.min_size, round(w * scale)))
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def use_channels_last(self, on: bool = True) -> "ImageClassifier":
+        """Weights, and the batches ``prepare`` makes, in the channels-last (NHWC) layout, or back in NCHW."""
+        self.channels_last = on
+        return self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone output: the head's input (a vector, or a feature map for SqueezeNet)."""
+        return self.backbone(self.prepare(x))
+
+    @staticmethod
+    def pool(features: torch.Tensor) -> torch.Tensor:
+        """The embedding of backbone features: global average pooling of a feature map."""
+        return features.mean(dim=(2, 3)) if features.dim() == 4 else features
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer embedding, shape (N, embedding_dim)."""
+        return self.pool(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _channel_stat(values, channels: int) -> torch.Tensor:
+    v = torch.tensor(values, dtype=torch.float32)
+    v = v if channels == 3 else v.mean().repeat(channels)
+    return v.view(1, channels, 1, 1)
+
+
+def check_model(arch: str, *, in_channels: int = 3, num_classes: int = 2, dropout: float | None = None,
+                image_size: int | None = None, weights: str | None = None) -> None:
+    """Build the model on the meta device: an unknown name, a broken plugin or a bad ``--weights`` fails now,
+    before anything is written, at a fraction of a real build's cost (no memory, no random initialisation)."""
+    import warnings
+
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore", UserWarning)  # "copying ... to a meta parameter is a no-op"
+        ImageClassifier(arch, in_channels, num_classes, dropout=dropout, image_size=image_size, weights=weights)

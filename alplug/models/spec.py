@@ -1,0 +1,155 @@
+"""The model-plugin contract: what alplug needs to know about an architecture, in one object.
+
+A model plugin registers, in the ``alplug.models`` entry-point group, either a ``ModelSpec`` (one model,
+used as ``--model NAME``) or a ``ModelFamily`` (many, used as ``--model NAME:MODEL``, the way
+``timm:resnet10t`` names a timm model). No code outside a spec branches on an architecture's name.
+
+A spec's ``build(in_channels, num_classes, weights)`` returns ``ModelParts``: the backbone (prepared images
+to features) and the head (features to logits). alplug puts one dropout layer in front of the head, so
+MC-dropout strategies run the backbone once and only the head T times, and ``pool(features)`` is the
+penultimate embedding the diversity strategies use. docs/models.md#writing-a-model-plugin has a worked example.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UsageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelWeightsError(UsageError):
+    """Pretrained weights could not be found, downloaded or fitted."""
+
+
+@dataclass
+class ModelParts:
+    """What ``ModelSpec.build`` returns.
+
+    backbone: an ``nn.Module`` from prepared images (N, C, H, W) to features: a vector (N, D) or a
+        feature map (N, D, h, w) that global average pooling turns into the (N, D) embedding.
+    head: an ``nn.Module`` from those features to logits (N, num_classes), with no dropout of its own
+        (alplug adds it in front). An ``nn.Sequential`` head is spliced in after the dropout layer.
+    embedding_dim: D.
+    """
+
+    backbone: object
+    head: object
+    embedding_dim: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One architecture, as alplug needs to know it.
+
+    build: ``build(in_channels, num_classes, weights)`` -> ``ModelParts``. ``weights`` is None (random
+        initialisation) or the ``--weights`` text: a state-dict file, or a name the plugin knows (a
+        torchvision weights enum member, a timm pretrained tag). Parameters must be created in the same
+        order every time, so that a seed gives the same initial weights.
+    min_input_size: smaller inputs are upsampled to this side length.
+    input_size: the one side length the model takes (a ViT's patch grid), or None for any size.
+    default_dropout: the dropout in front of the head when ``--dropout`` is not given.
+    cpu_trains_channels_last: train in the channels-last layout on the CPU (CUDA always does); evaluation
+        passes over large pools use it regardless. docs/performance.md (figure 6) says how to measure it.
+    mean, std: per-channel normalisation when pretrained weights are used (random weights use 0.5, 0.5).
+    """
+
+    name: str
+    build: Callable[[int, int, str | None], ModelParts]
+    description: str = ""
+    min_input_size: int = 32
+    input_size: int | None = None
+    default_dropout: float = 0.0
+    cpu_trains_channels_last: bool = False
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    weights_help: str = "a state-dict file"
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """Many models under one prefix: ``--model NAME:MODEL`` calls ``spec_for(MODEL)`` for its ``ModelSpec``.
+
+    examples: a few valid MODEL names, shown by ``alplug models``.
+    """
+
+    name: str
+    spec_for: Callable[[str], ModelSpec]
+    description: str = ""
+    examples: tuple = ()
+
+
+def load_state_dict_file(path: str | Path) -> dict:
+    """A state dict of tensors from a file, read as hostile: ``weights_only`` (no code runs), then checked
+    to be a mapping of names to tensors. A checkpoint that wraps it as ``{"state_dict": ...}`` is unwrapped."""
+    import torch
+
+    path = Path(path).expanduser()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, non-tensor payloads
+        raise ModelWeightsError(f"cannot read weights file {path}: {exc}; pass a torch state dict "
+                                "saved with torch.save(model.state_dict(), PATH)") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelWeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ModelWeightsError(f"{path} is not a state dict of tensors (entry {bad[0]!r} holds "
+                                f"{type(state[bad[0]]).__name__}); pass a file saved with "
+                                "torch.save(model.state_dict(), PATH)")
+    return state
+
+
+def looks_like_a_path(weights: str) -> bool:
+    """``--weights`` text that names a file (which must then exist) rather than a pretrained-weights name."""
+    return Path(weights).expanduser().is_file() or any(sep in weights for sep in ("/", "\\")) or \
+        Path(weights).suffix in (".pt", ".pth", ".bin", ".safetensors")
+
+
+def adapt_first_conv(conv, in_channels: int):
+    """The first convolution for ``in_channels`` inputs, keeping pretrained filters.
+
+    Pretrained RGB filters are summed for one channel and tiled (rescaled) for more, the usual recipe
+    (timm's ``adapt_input_conv``, which torchvision lacks).
+    """
+    import torch
+    from torch import nn
+
+    if conv.in_channels == in_channels:
+        return conv
+    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    bias=conv.bias is not None)
+    with torch.no_grad():
+        w = conv.weight  # [out, 3, k, k]
+        if in_channels == 1:
+            new.weight.copy_(w.sum(dim=1, keepdim=True))
+        else:
+            reps = -(-in_channels // w.shape[1])
+            new.weight.copy_(w.repeat(1, reps, 1, 1)[:, :in_channels] * (w.shape[1] / in_channels))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new
+
+
+def load_backbone_weights(backbone, weights: str, model_name: str) -> None:
+    """``--weights FILE`` into a plugin's backbone: a state dict of that backbone, or an alplug checkpoint
+    (a run's ``model.pt``, whose backbone is stored under ``backbone.``; its head is not used). Every
+    backbone weight must be there and fit."""
+    if not Path(weights).expanduser().is_file():
+        raise ModelWeightsError(f"weights file {weights} does not exist; pass an existing state-dict file")
+    state = load_state_dict_file(weights)
+    if any(k.startswith("backbone.") for k in state):
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    try:
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensor shapes that do not fit
+        raise ModelWeightsError(f"weights {weights!r} do not fit {model_name}: "
+                                f"{str(exc).splitlines()[-1].strip()}") from None
+    if missing or unexpected:
+        raise ModelWeightsError(f"weights {weights!r} do not fit {model_name}: {len(missing)} missing and "
+                                f"{len(unexpected)} unexpected keys (e.g. {(missing + unexpected)[:3]})")

@@ -1,0 +1,126 @@
+"""Finding plugins: the entry-point groups through which strategies, models and data sources are registered.
+
+alplug's own built-ins are registered in its ``pyproject.toml`` through the same groups as third-party
+packages, so there is one lookup path for everything. Finding reads package metadata only (sorted, for a
+stable listing); an entry's object is imported when it is used, and one that fails to import is reported
+with its distribution without affecting any other.
+
+A name registered twice never depends on discovery order: alplug's own entry wins over any plugin's, and
+between plugins the first distribution by name wins. Every clash is listed by the listing commands and
+named in a ``PluginConflictWarning`` when the name is used.
+
+``ALPLUG_DISABLE_PLUGINS=1`` hides every entry not shipped in alplug itself; a comma-separated list of
+distribution names hides just those.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+
+from .errors import AlplugError
+
+CORE_DISTRIBUTION = "alplug"
+DISABLE_ENV = "ALPLUG_DISABLE_PLUGINS"
+
+
+class PluginLoadError(AlplugError):
+    """A registered entry whose module or object cannot be loaded, or does not follow its group's contract."""
+
+
+class PluginConflictWarning(UserWarning):
+    """Two distributions register the same name; the message says which one is used."""
+
+
+def normalize_name(name: str) -> str:
+    """CLI names are lowercase words joined by '-'; '_' is accepted as an alias."""
+    return name.strip().lower().replace("_", "-")
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """One registered name of one group (``kind`` is what the CLI calls it: 'strategy', 'model', ...)."""
+
+    kind: str
+    name: str
+    entry_point: EntryPoint
+
+    @property
+    def distribution(self) -> str:
+        dist = self.entry_point.dist
+        return dist.name if dist else "?"
+
+    @property
+    def version(self) -> str:
+        dist = self.entry_point.dist
+        return dist.version if dist else "?"
+
+    @property
+    def origin(self) -> str:
+        return f"{self.distribution} {self.version}"
+
+    @property
+    def builtin(self) -> bool:
+        return normalize_name(self.distribution) == CORE_DISTRIBUTION
+
+    def load_object(self):
+        """The registered object; any import failure names the distribution at fault."""
+        try:
+            return self.entry_point.load()
+        except Exception as exc:
+            raise PluginLoadError(f"{self.kind} {self.name!r} from {self.origin} failed to load "
+                                  f"({type(exc).__name__}: {exc}); reinstall or update {self.distribution}, "
+                                  f"or hide it with {DISABLE_ENV}={self.distribution}") from exc
+
+
+def _disabled() -> set[str] | None:
+    value = os.environ.get(DISABLE_ENV, "").strip()
+    if not value or value.lower() in ("0", "false", "no"):
+        return set()
+    if value.lower() in ("1", "true", "yes", "all"):
+        return None  # every distribution but alplug's own
+    return {normalize_name(v) for v in value.split(",") if v.strip()}
+
+
+def _precedence(entry: PluginEntry) -> tuple:
+    """alplug's own entries first, then plugins by distribution name: the same winner on every machine."""
+    return (not entry.builtin, normalize_name(entry.distribution), entry.entry_point.value)
+
+
+def exact_name(name: str) -> str:
+    """Model and data-source names stay as registered (``squeezenet1_1``, ``vit_tiny_patch16_224``)."""
+    return name.strip()
+
+
+def discover(group: str, kind: str, entry_class=PluginEntry, normalize=normalize_name) -> tuple[dict, dict]:
+    """(the entry used for each name, sorted by name; the entries each clashing name passed over).
+    Reads metadata only. ``normalize`` maps a registered or asked-for name to its key."""
+    disabled = _disabled()
+    by_name: dict[str, list] = {}
+    for ep in entry_points(group=group):
+        dist = normalize_name(ep.dist.name) if ep.dist else "?"
+        if dist != CORE_DISTRIBUTION and (disabled is None or dist in disabled):
+            continue
+        name = normalize(ep.name)
+        if all(e.entry_point != ep for e in by_name.get(name, [])):  # one distribution seen twice on sys.path
+            by_name.setdefault(name, []).append(entry_class(kind, name, ep))
+    used, passed_over = {}, {}
+    for name, entries in sorted(by_name.items()):
+        entries.sort(key=_precedence)
+        used[name] = entries[0]
+        if len(entries) > 1:
+            passed_over[name] = entries[1:]
+    return used, passed_over
+
+
+def conflict_message(entry: PluginEntry, others: list[PluginEntry]) -> str:
+    return (f"{entry.kind} name {entry.name!r} is registered by {entry.origin} and by "
+            f"{', '.join(o.origin for o in others)}; {entry.origin} is used"
+            + ("" if entry.builtin else f" (hide the others with {DISABLE_ENV}=DISTRIBUTION)")
+            + "; rename the plugin's entry to use it")
+
+
+def warn_if_conflicting(entry: PluginEntry, passed_over: dict) -> None:
+    if entry.name in passed_over:
+        warnings.warn(conflict_message(entry, passed_over[entry.name]), PluginConflictWarning, stacklevel=4)
