@@ -182,8 +182,7 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
     from .config import read_settings
     from .errors import UsageError
     from .study import Study, run_study
-    from .strategies import resolve_query
-    from .strategies.options import options_for
+    from .checks import check_run_settings
 
     given = {**(read_settings(config_file) if config_file else {}), **_explicit_settings(ctx, params)}
     queries = [q.strip() for q in str(given.pop("query", params["query"])).split(",") if q.strip()]
@@ -197,24 +196,18 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
         raise UsageError("--query names no strategy; give one or more, e.g. --query random,margin")
     if len(set(queries)) != len(queries):
         raise UsageError(f"--query lists a strategy twice: {', '.join(queries)}")
-    problems = []
-    for q in queries:  # every unknown name at once, before anything starts
-        try:
-            resolve_query(q, options_for(q, given.get("query_options")))
-        except UsageError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise UsageError("; ".join(problems))
-    base = dataclasses.replace(RunConfig(), **given).validate()
+    base = dataclasses.replace(RunConfig(), **given)
+    check_run_settings(dataclasses.replace(base, seed=first_seed), queries)
     targets_, lambdas_ = _numbers(targets, "--targets"), _numbers(lambdas, "--lambdas")
     study = Study(Path(out) if out else Path("studies") / time.strftime("%Y%m%d-%H%M%S"), queries,
                   list(range(first_seed, first_seed + seeds)), base)
-    if not (study.path / "study.toml").exists():
-        from .loop import ActiveLearningRun
+    if not (study.path / "study.toml").exists():  # the data once, and the model for it on the meta device
+        from .checks import check_model_fits
+        from .data import load_dataset, make_splits
 
-        ActiveLearningRun(dataclasses.replace(base, query=queries[0], seed=first_seed,
-                                              query_options=options_for(queries[0], base.query_options)),
-                          echo=lambda *_: None)
+        data = load_dataset(base.dataset, base.data_dir, image_size=base.image_size)
+        check_model_fits(base, data, make_splits(data, seed=first_seed, n_start=base.n_start, test_size=base.test_size,
+                                                 val1_size=base.val1_size, val2_size=base.val2_size))
     from .backends import study_backend
 
     with study_backend(backend, address or scheduler) as where:  # connects (or fails) before anything is written

@@ -68,7 +68,6 @@ def init(ctx, project_dir, images_dir, classes, **params):
     from .errors import UsageError
     from .project.images import scan_images
     from .project.store import ProjectStore
-    from .strategies import resolve_query
 
     names = [c.strip() for c in classes.split(",")]
     if len(names) < 2 or any(not c for c in names) or len(set(names)) != len(names):
@@ -81,10 +80,11 @@ def init(ctx, project_dir, images_dir, classes, **params):
     path = Path(project_dir)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UsageError(f"{path} already exists; choose another PROJECT directory (nothing is overwritten)")
-    settings = dataclasses.replace(RunConfig(), dataset="project", **_explicit_settings(ctx, params)).validate()
+    settings = dataclasses.replace(RunConfig(), dataset="project", **_explicit_settings(ctx, params))
+    from .checks import check_run_settings
     from .models import check_model
 
-    resolve_query(settings.query, settings.query_options)  # unknown strategies fail before anything is made
+    check_run_settings(settings)  # bad settings and unknown strategies fail before anything is made
     check_model(settings.model, dropout=settings.dropout, image_size=settings.image_size,
                 weights=settings.weights)  # an unknown model or a missing or foreign weights file fails now
     root = Path(images_dir).expanduser().resolve()

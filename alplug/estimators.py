@@ -149,9 +149,8 @@ class ImageClassifierNet(NeuralNetClassifier):
                 module.use_channels_last()
         return self
 
-    # A channels-last copy costs 0.04 s for ResNet-18 on the 2-core CPU machine, and up to 0.2 s while a run's
-    # checkpoint is being written in the background; it saves 13-31% of a pass. Below a few thousand images
-    # (the digits pool is 1,028) the copy would cost more than it saves.
+    # The copy costs a fixed time per pass and saves a share of it, so only passes over thousands of images
+    # gain; docs/performance.md (figure 6, "channels-last") has the measured costs behind this threshold.
     CHANNELS_LAST_COPY_MIN_IMAGES = 4096
 
     @contextlib.contextmanager
@@ -190,7 +189,7 @@ class ImageClassifierNet(NeuralNetClassifier):
         n = len(dataset)
         # Written in place into arrays of the final size, not collected per batch and concatenated: that would
         # hold everything twice at the end, and thousands of small kept blocks between freed batch-sized ones
-        # fragment the heap (a million-image pass grew by 0.5 GB that way).
+        # fragment the heap (docs/performance.md, figure 4, has what that cost at a million images).
         embeddings = probabilities = None
         start = 0
         with self.evaluation_module(n) as module, torch.inference_mode(), self.autocast():

@@ -24,10 +24,22 @@ import numpy as np
 
 from .config import RunConfig
 from .data import DataSet, Splits, load_dataset, make_splits
-from .errors import UsageError
 from .rundir import RunDirectory
 from .schedule import next_batch_size
 from .strategies.outputs import shared_model_outputs
+
+
+def estimator_for(config: RunConfig, in_channels: int, num_classes: int, images, *, image_size: int | None = None,
+                  valid_data=None, progress: bool = False):
+    """The skorch estimator a run's (or a labeling project's) settings describe, over ``images``."""
+    from .estimators import make_estimator
+
+    return make_estimator(
+        config.model, in_channels=in_channels, num_classes=num_classes, dropout=config.dropout,
+        image_size=image_size or config.image_size, weights=config.weights, lr=config.lr,
+        batch_size=config.batch_size, epochs=config.epochs, weight_decay=config.weight_decay,
+        optimizer=config.optimizer, augment=config.augment, hflip=config.hflip, device=config.device,
+        valid_data=valid_data, warm_start=config.warm_start, progress=progress, images=images)
 
 
 def round_seed(seed: int, round_: int) -> int:
@@ -86,32 +98,23 @@ class ActiveLearningRun:
     """Prepares data, estimator and learner for a run directory, then runs rounds until a stop rule fires."""
 
     def __init__(self, config: RunConfig, echo: Callable[[str], None] = print, progress: bool = False):
-        self.config, self.echo = config.validate(), echo
+        from .checks import check_model_fits, check_run_settings
+
+        self.config, self.echo = config, echo
         self.run_dir: RunDirectory | None = None
         self.history: list[dict] = []
-        from .strategies import resolve_query
-
-        # Unknown names, bad options and broken plugins fail here, before any data is read.
-        self.strategy = resolve_query(config.query, config.query_options)
+        # Bad settings, unknown names, bad options and broken plugins fail here, before any data is read.
+        self.strategy = check_run_settings(config)[config.query]
         self.data: DataSet = load_dataset(config.dataset, config.data_dir, image_size=config.image_size)
         self.splits: Splits = make_splits(self.data, seed=config.seed, n_start=config.n_start,
                                           test_size=config.test_size, val1_size=config.val1_size,
                                           val2_size=config.val2_size)
-        if config.budget is not None and config.budget < len(self.splits.initial):
-            raise UsageError(f"--budget {config.budget} is smaller than the initial labeled set "
-                             f"({config.n_start} x {self.data.n_classes} classes = {len(self.splits.initial)})")
+        # A bad architecture, weights file or budget fails here, before the caller creates a run directory.
+        check_model_fits(config, self.data, self.splits)
         self.oracle = Oracle(self.data.y)
-        from .estimators import check_module, make_estimator
-
-        X, y, s = self.data.X, self.data.y, self.splits
-        self.estimator = make_estimator(
-            config.model, in_channels=self.data.channels, num_classes=self.data.n_classes,
-            dropout=config.dropout, image_size=config.image_size, weights=config.weights, lr=config.lr,
-            batch_size=config.batch_size, epochs=config.epochs, weight_decay=config.weight_decay,
-            optimizer=config.optimizer, augment=config.augment, hflip=config.hflip, device=config.device,
-            valid_data=(s.val1, y[s.val1]), warm_start=config.warm_start, progress=progress, images=X)
-        # A bad architecture or weights file fails here, before the caller creates a run directory.
-        check_module(self.estimator)
+        s = self.splits
+        self.estimator = estimator_for(config, self.data.channels, self.data.n_classes, self.data.X,
+                                       valid_data=(s.val1, self.data.y[s.val1]), progress=progress)
 
     # ---- pieces -----------------------------------------------------------------
     def _labeled_ids(self, state: dict) -> np.ndarray:

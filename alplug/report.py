@@ -1,6 +1,6 @@
 """The figures and tables of a strategy study: learning curves with their spread, final accuracies,
 labels needed for accuracy targets, a paired test against random, queried-class distributions and
-the label-cost model of the source report.
+the label-cost model of docs/study.md.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def normalised_aulc(run: dict) -> float:
 
 def label_cost(run: dict, goal: float, cost_label: float, lam: float) -> float | None:
     """Cost of reaching ``goal``: C_L·(initial labels) + K·C_T + Σ C_L·η_i over the K rounds needed,
-    with C_T = λ·C_L the cost of one training round (source report's model). None: goal not reached."""
+    with C_T = λ·C_L the cost of one training round (the cost model of docs/study.md). None: goal not reached."""
     hit = np.flatnonzero(run["val2"] >= goal)
     if not len(hit):
         return None

@@ -185,9 +185,8 @@ class RunDirectory:
         Checkpoints are named by round so that a crash before ``state.json`` is
         replaced leaves the previous round's checkpoint intact.
 
-        A worker thread writes the files while the caller goes on (a ResNet-18
-        checkpoint is 45 MB: about a tenth of a second a round on this project's CPU
-        machine, more than a GPU round's query). The caller must ``wait_for_commit()``
+        A worker thread writes the files while the caller goes on, so a round does not
+        wait for the disk (docs/run-directory.md). The caller must ``wait_for_commit()``
         before it changes what ``save_checkpoint`` reads (the weights) and before it
         ends. ``state`` is serialised now, so later changes to it do not leak into
         this commit.

@@ -1,4 +1,4 @@
-"""How many images to label in the next round: fixed, or the source report's adaptive rate.
+"""How many images to label in the next round: fixed, or the adaptive rate of docs/loop.md.
 
 Neither modAL nor baal schedules the batch size, so this is ours. The adaptive
 rule labels few images while accuracy climbs fast and more when it stalls:

@@ -57,13 +57,22 @@ def test_check_catches_a_strategy_that_changes_the_model():
     learner.estimator.module_.eval()
 
 
-def test_check_catches_accepting_impossible_counts_and_bad_signatures():
-    def lenient(learner, X_pool, n_instances=1, *, random_state=None):
+def test_impossible_counts_are_refused_by_the_wrapper_not_each_strategy():
+    from alplug.errors import UsageError
+    from alplug.strategies.contract import checked
+
+    def lenient(learner, X_pool, n_instances=1, *, random_state=None):  # checks nothing itself
         n = min(max(n_instances, 1), len(X_pool))
         return np.arange(n), np.zeros(n)
 
-    _fails(lenient, "n_instances=0", "was accepted")
+    check_query_strategy(lenient)  # conforms: counts are not a strategy's job
+    learner, pool = reference_learner()
+    for n in (0, len(pool) + 1, 2.0, True):
+        with pytest.raises(UsageError, match="n_instances"):
+            checked(lenient, "lenient")(learner, pool, n)
 
+
+def test_check_catches_bad_signatures():
     def positional(learner, X_pool, n_instances=1, random_state=None):
         return np.arange(n_instances), np.zeros(n_instances)
 

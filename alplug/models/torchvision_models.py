@@ -101,8 +101,8 @@ def build_squeezenet(in_channels: int, num_classes: int, weights: str | None) ->
 
 _TORCHVISION_WEIGHTS = "a torchvision weights name (DEFAULT, IMAGENET1K_V1) or a state-dict file"
 
-# ResNets run on 1 px inputs but learn nothing useful from 8x8 digits without upsampling (the source reports
-# used 32 px); SqueezeNet 1.1 fails below 17 px. On the CPU, oneDNN trains SqueezeNet faster in channels-last
+# ResNets run on 1 px inputs but learn nothing useful from 8x8 digits without upsampling (docs/models.md);
+# SqueezeNet 1.1 fails below 17 px. On the CPU, oneDNN trains SqueezeNet faster in channels-last
 # and ResNets slower (benchmark figure 6).
 RESNET18 = ModelSpec("resnet18", partial(build_resnet, "resnet18"), "torchvision ResNet-18 (11.2 M parameters)",
                      min_input_size=32, weights_help=_TORCHVISION_WEIGHTS)

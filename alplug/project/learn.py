@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..loop import check_new_labels, round_seed
+from ..loop import check_new_labels, estimator_for, round_seed
 from ..data.sources import is_colour
 from .images import project_images
 from .store import ProjectStore
@@ -95,9 +95,8 @@ def _next_batch(store: ProjectStore, n: int, echo) -> BatchResult:
     else:
         import torch
 
-        from ..estimators import make_estimator
+        from ..checks import check_run_settings
         from ..modal_compat import active_learner_class
-        from ..strategies import resolve_query
         from ..strategies.outputs import shared_model_outputs
 
         X = project_images(store.images_dir, paths, cfg.image_size or DEFAULT_IMAGE_SIZE, is_colour(store.modes()))
@@ -105,12 +104,8 @@ def _next_batch(store: ProjectStore, n: int, echo) -> BatchResult:
         held = _holdout(y, seed)
         echo(f"training {cfg.model} on {int((~held).sum())} labels ...")
         torch.manual_seed(seed)
-        estimator = make_estimator(
-            cfg.model, in_channels=X.shape[1], num_classes=len(classes), dropout=cfg.dropout,
-            image_size=cfg.image_size or DEFAULT_IMAGE_SIZE, weights=cfg.weights, lr=cfg.lr,
-            batch_size=cfg.batch_size, epochs=cfg.epochs, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
-            augment=cfg.augment, hflip=cfg.hflip, device=cfg.device, images=X)
-        learner = active_learner_class()(estimator, resolve_query(cfg.query, cfg.query_options),
+        estimator = estimator_for(cfg, X.shape[1], len(classes), X, image_size=cfg.image_size or DEFAULT_IMAGE_SIZE)
+        learner = active_learner_class()(estimator, check_run_settings(cfg)[cfg.query],
                                          X_training=labeled_pos[~held], y_training=y[~held])
         trained_on = int((~held).sum())
         if held.any():

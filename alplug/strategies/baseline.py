@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .selection import check_n_instances, pool_size
 
 
 def random_sampling(learner, X_pool, n_instances: int = 1, *, random_state=None):
@@ -12,7 +11,7 @@ def random_sampling(learner, X_pool, n_instances: int = 1, *, random_state=None)
     Score: none (all zeros). Cost: no model evaluation. Often hard to beat
     (see the study in docs/).
     """
-    n = check_n_instances(n_instances, pool_size(X_pool), "random")
+    n = int(n_instances)
     rng = np.random.default_rng(random_state)
-    idx = rng.choice(pool_size(X_pool), size=n, replace=False).astype(np.intp)
+    idx = rng.choice(len(X_pool), size=n, replace=False).astype(np.intp)
     return idx, np.zeros(n)

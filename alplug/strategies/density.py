@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .outputs import embeddings
-from .selection import check_n_instances, pool_size, select
+from .selection import select
 
 
 def model_outlier(learner, X_pool, n_instances: int = 1, *, random_state=None):
@@ -12,7 +12,6 @@ def model_outlier(learner, X_pool, n_instances: int = 1, *, random_state=None):
     knows least about (Monarch, Human-in-the-Loop Machine Learning, 2021, ch. 4).
     Cost: one embedding pass over the pool.
     """
-    check_n_instances(n_instances, pool_size(X_pool), "model-outlier")
     emb = embeddings(learner, X_pool)  # [N, D], post-ReLU and pooled for alplug's modules
     return select(emb.mean(axis=1), n_instances, largest=False, random_state=random_state,
                   strategy="model-outlier")

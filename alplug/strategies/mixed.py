@@ -1,6 +1,6 @@
 """Combining two strategies: pre-select with one, pick with the other.
 
-From the source reports' mixed strategies (e.g. entropy, then model-based
+From the mixed strategies of the reports alplug grew from (docs/strategies.md) (e.g. entropy, then model-based
 outliers among the most uncertain): the first narrows the pool to the
 informative candidates, the second adds diversity or representativeness
 among them. Cost: the first strategy on the pool + the second on m x n images.

@@ -109,16 +109,6 @@ def predict_proba(learner, X_pool) -> np.ndarray:
     return np.asarray(learner.predict_proba(X_pool))
 
 
-class SharedProbabilities:
-    """What modAL's utility functions see: a classifier whose ``predict_proba`` goes through the shared pass."""
-
-    def __init__(self, learner):
-        self.learner = learner
-
-    def predict_proba(self, X, **kwargs):
-        return predict_proba(self.learner, X)
-
-
 def embeddings(learner, X_pool) -> np.ndarray:
     """Penultimate-layer embeddings, shape (N, D)."""
     return embeddings_and_proba(learner, X_pool, need_proba=False)[0]

@@ -8,25 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UsageError
 from .outputs import StrategyError
-
-
-def pool_size(X_pool) -> int:
-    try:
-        return len(X_pool)
-    except TypeError:
-        raise UsageError(f"X_pool must be an array-like of samples, got {type(X_pool).__name__}") from None
-
-
-def check_n_instances(n_instances, n_pool: int, strategy: str) -> int:
-    if isinstance(n_instances, bool) or not isinstance(n_instances, (int, np.integer)):
-        raise UsageError(f"{strategy}: n_instances = {n_instances!r}, must be an integer")
-    if n_instances < 1:
-        raise UsageError(f"{strategy}: n_instances = {n_instances}, must be >= 1")
-    if n_instances > n_pool:
-        raise UsageError(f"{strategy}: n_instances = {n_instances} but the pool holds only {n_pool} samples")
-    return int(n_instances)
 
 
 def select(scores: np.ndarray, n_instances: int, *, largest: bool, random_state=None,
@@ -36,7 +18,7 @@ def select(scores: np.ndarray, n_instances: int, *, largest: bool, random_state=
     Ties are broken in index order, or at random when ``random_state`` is given.
     """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    n = check_n_instances(n_instances, len(scores), strategy)
+    n = int(n_instances)  # checked by the per-call wrapper (contract.checked), the one place that checks it
     if not np.all(np.isfinite(scores)):
         bad = int(np.sum(~np.isfinite(scores)))
         raise StrategyError(f"{strategy}: {bad} of {len(scores)} scores are NaN or infinite "

@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 
 from alplug.strategies import embeddings
-from alplug.strategies.selection import check_n_instances, pool_size, select
+from alplug.strategies.selection import select
 
 
 def least_typical(learner, X_pool, n_instances: int = 1, *, random_state=None, metric: str = "euclidean"):
     """Least typical: distance of each embedding from the pool's mean embedding; highest first."""
-    check_n_instances(n_instances, pool_size(X_pool), "least-typical")
     emb = embeddings(learner, X_pool)  # [N, D]
     centre = emb.mean(axis=0, keepdims=True)
     if metric == "cosine":

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from alplug.strategies.selection import check_n_instances, pool_size, select
+from alplug.strategies.selection import select
 
 from .batchbald import greedy_batchbald
 from .mc import mc_scores, mc_top_candidates
 
 
 def _scores(name, learner, X_pool, n_instances, T, random_state, score):
-    check_n_instances(n_instances, pool_size(X_pool), name)
     return mc_scores(learner, X_pool, score, T=T, random_state=random_state)  # [N], streamed
 
 
@@ -43,8 +42,7 @@ def batchbald(learner, X_pool, n_instances: int = 1, *, random_state=None, T: in
     """
     from alplug.errors import UsageError
 
-    n = pool_size(X_pool)
-    n_instances = check_n_instances(n_instances, n, "batchbald")
+    n, n_instances = len(X_pool), int(n_instances)
     for name, value in (("num_draw", num_draw), ("candidates", candidates)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
             raise UsageError(f"batchbald: {name} = {value!r}, must be a positive integer")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from alplug.strategies.outputs import embeddings, embeddings_and_proba, labeled_inputs
-from alplug.strategies.selection import check_n_instances, pool_size, select
+from alplug.strategies.selection import select
 
 
 # Above this pool size k-means runs on mini-batches (scikit-learn's MiniBatchKMeans): the
@@ -16,8 +16,7 @@ def kmeans_boundary(learner, X_pool, n_instances: int = 1, *, random_state=None,
     """k-means boundary: distance to the 2nd-closest centroid minus distance to the closest; smallest first."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
-    n = pool_size(X_pool)
-    check_n_instances(n_instances, n, "kmeans-boundary")
+    n = len(X_pool)
     emb = embeddings(learner, X_pool)  # [N, D]
     k = max(2, min(n_clusters, n))
     if n > MINIBATCH_ABOVE:
@@ -45,8 +44,7 @@ def coreset(learner, X_pool, n_instances: int = 1, *, random_state=None):
     """Core-set (greedy k-center): farthest pool image from the labeled set and the picks so far; largest first."""
     from sklearn.metrics import pairwise_distances
 
-    n = pool_size(X_pool)
-    check_n_instances(n_instances, n, "coreset")
+    n = len(X_pool)
     emb = embeddings(learner, X_pool)  # [N, D]
     labeled = labeled_inputs(learner)
     chosen, scores = [], []
@@ -68,8 +66,7 @@ def coreset(learner, X_pool, n_instances: int = 1, *, random_state=None):
 
 def badge(learner, X_pool, n_instances: int = 1, *, random_state=None):
     """BADGE: k-means++ seeding on last-layer gradient embeddings at the predicted label (Ash et al. 2020)."""
-    n = pool_size(X_pool)
-    check_n_instances(n_instances, n, "badge")
+    n = len(X_pool)
     emb, proba = embeddings_and_proba(learner, X_pool)  # [N, D], [N, C]
     # Gradient of the cross-entropy at the predicted label w.r.t. the last linear layer: r ⊗ h.
     r = proba.astype(np.float64)

@@ -4,14 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from alplug.strategies.outputs import embeddings
-from alplug.strategies.selection import check_n_instances, pool_size, select
+from alplug.strategies.selection import select
 
 
 def _cluster(learner, X_pool, name, n_instances, min_cluster_size, min_samples, n_components, random_state):
     import hdbscan
 
-    n = pool_size(X_pool)
-    check_n_instances(n_instances, n, name)
+    n = len(X_pool)
     emb = embeddings(learner, X_pool)  # [N, D]
     if n_components and n_components < min(emb.shape):
         # Density estimates degrade in 512 dimensions and HDBSCAN's tree search slows to

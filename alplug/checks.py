@@ -1,0 +1,41 @@
+"""The one check of a run's settings, made before anything is written.
+
+``alplug run`` (through ``ActiveLearningRun``), ``alplug compare`` and ``alplug project init`` call
+``check_run_settings``: types and ranges of every setting, then every strategy's name, options and plugin,
+each problem reported at once. It reads no data and builds no model; ``check_model_fits`` then checks the
+model, its weights and the budget against the data, on the meta device, where a caller has the data.
+"""
+from __future__ import annotations
+
+from .config import RunConfig
+from .errors import UsageError
+
+
+def check_run_settings(config: RunConfig, queries: list[str] | None = None) -> dict:
+    """``config`` checked, and the strategy for each of ``queries`` (default: ``config.query``) with its options
+    bound, by name."""
+    from .strategies import resolve_query
+    from .strategies.options import options_for
+
+    config.validate()
+    strategies, problems = {}, []
+    for query in queries or [config.query]:  # every unknown name at once, before anything starts
+        try:
+            strategies[query] = resolve_query(query, options_for(query, config.query_options))
+        except UsageError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UsageError("; ".join(problems))
+    return strategies
+
+
+def check_model_fits(config: RunConfig, data, splits=None) -> None:
+    """The model (and ``--weights``) for this data's channels and classes, built on the meta device; and a
+    ``--budget`` that leaves room for the initial labeled set."""
+    from .models import check_model
+
+    if splits is not None and config.budget is not None and config.budget < len(splits.initial):
+        raise UsageError(f"--budget {config.budget} is smaller than the initial labeled set "
+                         f"({config.n_start} x {data.n_classes} classes = {len(splits.initial)})")
+    check_model(config.model, in_channels=data.channels, num_classes=data.n_classes, dropout=config.dropout,
+                image_size=config.image_size, weights=config.weights)
