@@ -24,7 +24,7 @@ import numpy as np
 
 from .config import RunConfig
 from .data import DataSet, Splits, load_dataset, make_splits
-from .rundir import RunDirectory
+from .rundir import RunDirectory, RunState
 from .schedule import next_batch_size
 from .strategies.outputs import shared_model_outputs
 
@@ -80,14 +80,14 @@ def check_new_labels(new: np.ndarray, labeled: np.ndarray, strategy) -> None:
                             f"(a strategy must not change X_pool)")
 
 
-def _stop_reason(config: RunConfig, state: dict, n_pool_left: int) -> str | None:
-    if state["round"] >= config.rounds:
+def _stop_reason(config: RunConfig, state: RunState, n_pool_left: int) -> str | None:
+    if state.round >= config.rounds:
         return f"{config.rounds} rounds done"
-    if config.goal is not None and state["history"] and state["history"][-1]["val2_acc"] >= config.goal:
+    if config.goal is not None and state.history and state.history[-1]["val2_acc"] >= config.goal:
         return f"val-2 accuracy goal of {config.goal:g} reached"
-    if config.budget is not None and state["labels"] >= config.budget:
+    if config.budget is not None and state.labels >= config.budget:
         return f"label budget of {config.budget} reached"
-    if config.patience is not None and state["stale_rounds"] >= config.patience:
+    if config.patience is not None and state.stale_rounds >= config.patience:
         return f"no val-2 improvement for {config.patience} rounds (patience)"
     if n_pool_left == 0:
         return "pool is empty"
@@ -117,8 +117,8 @@ class ActiveLearningRun:
                                        valid_data=(s.val1, self.data.y[s.val1]), progress=progress)
 
     # ---- pieces -----------------------------------------------------------------
-    def _labeled_ids(self, state: dict) -> np.ndarray:
-        return np.concatenate([self.splits.initial, np.asarray(state["queried"], dtype=np.int64)])
+    def _labeled_ids(self, state: RunState) -> np.ndarray:
+        return np.concatenate([self.splits.initial, np.asarray(state.queried, dtype=np.int64)])
 
     def _evaluate(self, X, y, with_predictions: bool = False):
         proba = self.estimator.predict_proba(X)
@@ -168,12 +168,13 @@ class ActiveLearningRun:
 
         return write
 
-    def _commit(self, state: dict, row: dict) -> None:
-        best = state["best_val2"]
+    def _commit(self, state: RunState, row: dict) -> None:
+        best = state.best_val2
         improved = best is None or row["val2_acc"] > best
-        state.update(round=row["round"], labels=row["labels"], best_val2=row["val2_acc"] if improved else best,
-                     stale_rounds=0 if improved else state["stale_rounds"] + 1)
-        state["history"].append(row)
+        state.round, state.labels = row["round"], row["labels"]
+        state.best_val2 = row["val2_acc"] if improved else best
+        state.stale_rounds = 0 if improved else state.stale_rounds + 1
+        state.history.append(row)
         # Written while the next round queries: the query only reads the weights.
         self.run_dir.commit(state, self._checkpoint_writer())
 
@@ -185,17 +186,17 @@ class ActiveLearningRun:
     def check_resumable(self, run_dir: RunDirectory) -> None:
         """Raise the one-line error ``--resume`` gives for a run directory whose state does not fit this run."""
         state = run_dir.load_state()
-        if state is not None and not state.get("finished"):
+        if state is not None and not state.finished:
             self.run_dir = run_dir
             self._check_resumed_state(state)
 
-    def _check_resumed_state(self, state: dict) -> None:
+    def _check_resumed_state(self, state: RunState) -> None:
         """What ``state.json`` says must fit this run's splits: queried ids from its pool, counts that add up."""
-        queried = np.asarray(state["queried"], dtype=np.int64)
+        queried = np.asarray(state.queried, dtype=np.int64)
         if not np.isin(queried, self.splits.pool).all():
             raise self.run_dir.damaged("state.json lists queried ids that are not in this run's pool")
-        if state["labels"] != len(self.splits.initial) + len(queried):
-            raise self.run_dir.damaged(f"state.json counts {state['labels']} labels but lists "
+        if state.labels != len(self.splits.initial) + len(queried):
+            raise self.run_dir.damaged(f"state.json counts {state.labels} labels but lists "
                                        f"{len(self.splits.initial) + len(queried)} labeled images")
         optimizer = self._checkpoint_files(self.run_dir.checkpoint_prefix(state))[1]
         if optimizer is not None and not Path(optimizer).is_file():
@@ -220,15 +221,13 @@ class ActiveLearningRun:
         cfg = self.config
         state = self.run_dir.load_state()
         if state is not None:
-            self.history = state["history"]
-        if state is not None and state.get("finished"):
+            self.history = state.history
+        if state is not None and state.finished:
             return self.run_dir.read_result() or self._finish(state)
 
         if state is None:
-            state = {"round": 0, "labels": 0, "queried": [], "history": [], "best_val2": None,
-                     "stale_rounds": 0, "finished": False,
-                     "strategy_sources": getattr(self.strategy, "alplug_sources", {})}
-            self.history = state["history"]
+            state = RunState(strategy_sources=getattr(self.strategy, "alplug_sources", {}))
+            self.history = state.history
             initial = self.splits.initial
             # The first fit builds the module (the constructor only checked it, on the meta
             # device), so its initial weights come from this seed, warm start or not.
@@ -247,17 +246,17 @@ class ActiveLearningRun:
             self.estimator.load_params(f_params=params, f_optimizer=optimizer)
             learner = ActiveLearner(self.estimator, self.strategy)
             learner.X_training, learner.y_training = labeled, self.oracle.reveal(labeled)
-            self.echo(f"resuming after round {state['round']} ({state['labels']} labels)")
+            self.echo(f"resuming after round {state.round} ({state.labels} labels)")
 
         while True:
-            pool = np.setdiff1d(self.splits.pool, np.asarray(state["queried"], dtype=np.int64))
+            pool = np.setdiff1d(self.splits.pool, np.asarray(state.queried, dtype=np.int64))
             reason = _stop_reason(cfg, state, len(pool))
             if reason:
                 break
-            round_ = state["round"] + 1
-            n = min(next_batch_size(cfg, state["history"]), len(pool))
+            round_ = state.round + 1
+            n = min(next_batch_size(cfg, state.history), len(pool))
             if cfg.budget is not None:
-                n = min(n, cfg.budget - state["labels"])
+                n = min(n, cfg.budget - state.labels)
             t0 = time.perf_counter()
             with shared_model_outputs():  # the strategy gets its own copy: nothing it does changes `pool`
                 idx, _ = learner.query(pool.copy(), n_instances=n, random_state=round_seed(cfg.seed, round_))
@@ -269,14 +268,14 @@ class ActiveLearningRun:
             t0 = time.perf_counter()
             learner.teach(new, self.oracle.reveal(new))
             train_s = time.perf_counter() - t0
-            state["queried"] = state["queried"] + [int(i) for i in new]
-            row = self._row(round_, state["labels"] + len(new), new, train_s, query_s)
+            state.queried = state.queried + [int(i) for i in new]
+            row = self._row(round_, state.labels + len(new), new, train_s, query_s)
             self._commit(state, row)
             self._announce(row)
-        state["stop_reason"] = reason
+        state.stop_reason = reason
         return self._finish(state)
 
-    def _finish(self, state: dict) -> dict:
+    def _finish(self, state: RunState) -> dict:
         from .plots import plot_learning_curve
 
         s = self.splits
@@ -287,16 +286,16 @@ class ActiveLearningRun:
         # dict, see _checkpoint_writer): model.pt reuses the file instead of serialising again.
         self.run_dir.wait_for_commit()
         self.run_dir.publish_model(self._checkpoint_files(self.run_dir.checkpoint_prefix(state))[0])
-        plot_learning_curve(state["history"], self.run_dir.path / "learning_curve.png", test_acc=test_acc,
+        plot_learning_curve(state.history, self.run_dir.path / "learning_curve.png", test_acc=test_acc,
                             title=f"{self.config.query} on {self.data.name}, {self.config.model}, "
                                   f"seed {self.config.seed}")
         result = {
             "test_accuracy": test_acc, "test_loss": test_loss, "test_size": int(len(s.y_test)),
-            "per_class_accuracy": per_class, "labels": state["labels"], "rounds": state["round"],
-            "stop_reason": state.get("stop_reason"), "classes": self.data.classes,
+            "per_class_accuracy": per_class, "labels": state.labels, "rounds": state.round,
+            "stop_reason": state.stop_reason, "classes": self.data.classes,
             "split_sizes": s.sizes(), "skipped_files": [p for p, _ in self.data.skipped],
             "device": str(self.estimator.device), "config": self.config.to_dict(),
-            "strategy_sources": state.get("strategy_sources", getattr(self.strategy, "alplug_sources", {})),
+            "strategy_sources": state.strategy_sources,
         }
         self.run_dir.write_result(result)
         self.run_dir.mark_finished(state)

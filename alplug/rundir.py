@@ -17,12 +17,14 @@ is replaced last, so whatever it says is backed by files already on disk.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 import shutil
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import RunConfig
@@ -81,6 +83,30 @@ def atomic_write(path: Path, data: bytes | str, *, exclusive: bool = False) -> N
 
 
 MAX_STATE_BYTES = 256 * 2**20
+
+
+@dataclass
+class RunState:
+    """What ``state.json`` holds: the commit point of a run, written after every round."""
+
+    round: int = 0                   # the last committed round (0: the initial set)
+    labels: int = 0                  # images labeled so far, the initial set included
+    queried: list[int] = field(default_factory=list)   # pool ids labeled after round 0, in order
+    history: list[dict] = field(default_factory=list)  # one row per round (HISTORY_COLUMNS)
+    best_val2: float | None = None
+    stale_rounds: int = 0            # rounds since val-2 accuracy last improved (patience)
+    finished: bool = False
+    strategy_sources: dict = field(default_factory=dict)  # strategy name -> "distribution version"
+    checkpoint: str | None = None    # path prefix of the last round's checkpoint, inside checkpoint/
+    stop_reason: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunState":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})  # keys of other versions are left out
 
 
 def state_problem(state, run_path: Path) -> str | None:
@@ -158,7 +184,7 @@ class RunDirectory:
     def state_file(self) -> Path:
         return self.path / "state.json"
 
-    def load_state(self) -> dict | None:
+    def load_state(self) -> RunState | None:
         """The last committed state, checked (``damaged()`` says what is wrong); None before round 0 ends."""
         if not self.state_file.exists():
             return None
@@ -171,14 +197,14 @@ class RunDirectory:
         problem = state_problem(state, self.path)
         if problem:
             raise self.damaged(f"state.json {problem}")
-        return state
+        return RunState.from_dict(state)
 
     def damaged(self, what: str) -> UsageError:
         """The error for a run directory that cannot be resumed, with what to do about it."""
         return UsageError(f"{self.path} cannot be resumed: {what}. Nothing was changed; start the run again "
                           "with another --out, or restore the run directory from a copy")
 
-    def commit(self, state: dict, save_checkpoint) -> None:
+    def commit(self, state: RunState, save_checkpoint) -> None:
         """Start writing the round's checkpoint, then history.csv, then state.json (the commit point).
 
         ``save_checkpoint(prefix)`` writes the model files under that path prefix.
@@ -192,9 +218,9 @@ class RunDirectory:
         this commit.
         """
         self.wait_for_commit()  # commits land in order
-        prefix = self.path / "checkpoint" / f"round-{state['round']:04d}"
-        state["checkpoint"] = str(prefix.relative_to(self.path))  # kept by later writes (mark_finished)
-        history, state_json = self._history_csv(state["history"]), json.dumps(state, indent=1)
+        prefix = self.path / "checkpoint" / f"round-{state.round:04d}"
+        state.checkpoint = str(prefix.relative_to(self.path))  # kept by later writes (mark_finished)
+        history, state_json = self._history_csv(state.history), state.to_json()
 
         def write() -> None:
             save_checkpoint(prefix)
@@ -230,8 +256,8 @@ class RunDirectory:
             if errors:
                 raise errors[0]
 
-    def checkpoint_prefix(self, state: dict) -> Path:
-        return self.path / state["checkpoint"]
+    def checkpoint_prefix(self, state: RunState) -> Path:
+        return self.path / state.checkpoint
 
     # ---- outputs --------------------------------------------------------------
     @staticmethod
@@ -263,8 +289,8 @@ class RunDirectory:
         os.replace(tmp, target)
         fsync_path(self.path)
 
-    def mark_finished(self, state: dict) -> None:
-        atomic_write(self.state_file, json.dumps(dict(state, finished=True), indent=1))
+    def mark_finished(self, state: RunState) -> None:
+        atomic_write(self.state_file, dataclasses.replace(state, finished=True).to_json())
 
     def read_result(self) -> dict | None:
         path = self.path / "result.json"

@@ -87,7 +87,7 @@ def test_browser_labels_a_batch_by_click_and_key_and_gets_the_next_one(tmp_path,
         grid.goto(server.url + "?view=grid")
         cells = shown(grid)
         assert len(cells) == 4 and not set(cells) & {first_of_batch_2, shown(other)[0]}
-        grid.click(f"#images figure:nth-child(2)")
+        grid.click("#images figure:nth-child(2)")
         grid.keyboard.press(KEYS[truth[cells[1]]])
         grid.wait_for_function("n => document.querySelectorAll('#images figure').length === n", arg=3)
         labeled.append(cells[1])

@@ -1,12 +1,11 @@
 """Labeling projects from the command line: init, next, import, export, status."""
 import csv
 import io
-import json
 import sqlite3
 
 import pytest
 
-from project_helpers import PROJECT_SETTINGS, invoke, make_project
+from project_helpers import invoke, make_project
 
 
 def write_labels(path, rows):

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from alplug.config import RunConfig
-from alplug.rundir import RunDirectory
+from alplug.rundir import RunDirectory, RunState
 
 
 def test_commit_puts_the_checkpoint_on_disk_before_state_json_names_it(tmp_path, monkeypatch):
@@ -28,7 +28,7 @@ def test_commit_puts_the_checkpoint_on_disk_before_state_json_names_it(tmp_path,
         prefix.parent.mkdir(exist_ok=True)
         (prefix.parent / f"{prefix.name}.params.pt").write_bytes(b"weights")
 
-    state = {"round": 3, "history": [], "labels": 10}
+    state = RunState(round=3, labels=10)
     run.commit(state, save_checkpoint)
     run.wait_for_commit()
     params = str(run.path / "checkpoint" / "round-0003.params.pt")
@@ -49,10 +49,10 @@ def test_background_commit_lands_on_wait_with_the_state_as_it_was(tmp_path):
         release.wait(5)
         (prefix.parent / f"{prefix.name}.params.pt").write_bytes(b"weights")
 
-    state = {"round": 1, "history": [], "labels": 10}
+    state = RunState(round=1, labels=10)
     run.commit(state, slow_checkpoint)
     assert started.wait(5)
-    state["labels"] = 99  # the caller goes on; the commit keeps what it was given
+    state.labels = 99  # the caller goes on; the commit keeps what it was given
     assert not (run.path / "state.json").exists()  # state.json only after the checkpoint
     release.set()
     run.wait_for_commit()
@@ -66,7 +66,7 @@ def test_background_commit_error_is_raised_by_wait_and_nothing_is_named(tmp_path
     def failing_checkpoint(prefix):
         raise OSError("No space left on device")
 
-    run.commit({"round": 1, "history": [], "labels": 10}, failing_checkpoint)
+    run.commit(RunState(round=1, labels=10), failing_checkpoint)
     with pytest.raises(OSError, match="No space left"):
         run.wait_for_commit()
     assert run.load_state() is None
