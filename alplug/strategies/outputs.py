@@ -32,7 +32,7 @@ def is_torch_net(estimator) -> bool:
 
 
 @contextlib.contextmanager
-def evaluation_module(net, n_images: int):
+def module_for_pass(net, n_images: int):
     """A skorch net's fitted module in eval mode for a pass over ``n_images`` images; its mode restored after.
 
     alplug's nets hand out the module in their fastest evaluation layout (``ImageClassifierNet.evaluation_module``),

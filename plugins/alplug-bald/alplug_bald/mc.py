@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from alplug.strategies.outputs import StrategyError, estimator_of, evaluation_module, is_torch_net
+from alplug.strategies.outputs import StrategyError, estimator_of, is_torch_net, module_for_pass
 
 NO_DROPOUT_ADVICE = ("the model has no dropout layer with p > 0, so every MC-dropout score would be 0; "
                      "train it with a dropout head: `alplug run --dropout 0.3` or "
@@ -134,7 +134,7 @@ def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool 
     device = torch.device(est.device)
     devices = [device.index or 0] if device.type == "cuda" else []
     # eval mode: BatchNorm uses its running statistics; only the patched dropout is random
-    with evaluation_module(est, len(X_pool)) as module:
+    with module_for_pass(est, len(X_pool)) as module:
         stochastic = stochastic_copy(module.head if head_only else module)
         with torch.random.fork_rng(devices=devices), torch.inference_mode(), \
                 getattr(est, "autocast", contextlib.nullcontext)():
