@@ -40,11 +40,19 @@ def normalize_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class PluginEntry:
-    """One registered name of one group (``kind`` is what the CLI calls it: 'strategy', 'model', ...)."""
+    """One registered name of one group (``kind`` is what the CLI calls it: 'strategy', 'model', ...).
+
+    A group's subclass sets ``error`` (the exception its load failures raise) and ``check`` (what is wrong
+    with a loaded object under the group's contract, or None)."""
 
     kind: str
     name: str
     entry_point: EntryPoint
+
+    error = PluginLoadError
+
+    def check(self, obj) -> str | None:
+        return None
 
     @property
     def distribution(self) -> str:
@@ -64,14 +72,18 @@ class PluginEntry:
     def builtin(self) -> bool:
         return normalize_name(self.distribution) == CORE_DISTRIBUTION
 
-    def load_object(self):
-        """The registered object; any import failure names the distribution at fault."""
+    def load(self):
+        """The registered object, checked against the group's contract; any failure names the distribution."""
         try:
-            return self.entry_point.load()
+            obj = self.entry_point.load()
         except Exception as exc:
-            raise PluginLoadError(f"{self.kind} {self.name!r} from {self.origin} failed to load "
-                                  f"({type(exc).__name__}: {exc}); reinstall or update {self.distribution}, "
-                                  f"or hide it with {DISABLE_ENV}={self.distribution}") from exc
+            raise self.error(f"{self.kind} {self.name!r} from {self.origin} failed to load "
+                             f"({type(exc).__name__}: {exc}); reinstall or update {self.distribution}, "
+                             f"or hide it with {DISABLE_ENV}={self.distribution}") from exc
+        problem = self.check(obj)
+        if problem:
+            raise self.error(f"{self.kind} {self.name!r} from {self.origin} {problem}")
+        return obj
 
 
 def _disabled() -> set[str] | None:

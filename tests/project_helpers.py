@@ -60,3 +60,28 @@ class LabelServer:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def project_with_a_batch(tmp_path: Path) -> tuple[Path, dict]:
+    """A project whose first (random) batch of six is queued, and the truth."""
+    from alplug.project import ProjectStore
+    from alplug.project.learn import next_batch
+
+    project, truth = make_project(tmp_path)
+    store = ProjectStore(project)
+    next_batch(store, 6)  # random: no model yet
+    store.close()
+    return project, truth
+
+
+def client_for(project, **kw):
+    """A Flask test client of the labeling server for ``project``."""
+    from alplug.project.server import create_app
+
+    app = create_app(project, batch_size=6, annotator="ann", **kw)
+    app.testing = True
+    return app.test_client()
+
+
+def post(http, path, **payload):
+    return http.post(path, json=payload)

@@ -15,26 +15,12 @@ import pytest
 from alplug.project import ProjectStore
 from alplug.project.learn import next_batch
 from alplug.project.server import create_app
-from project_helpers import LabelServer, invoke, make_project
+from project_helpers import LabelServer, client_for, invoke, make_project, post, project_with_a_batch
 
 
 @pytest.fixture
 def project(tmp_path):
-    project, truth = make_project(tmp_path)
-    store = ProjectStore(project)
-    next_batch(store, 6)  # random: no model yet
-    store.close()
-    return project, truth
-
-
-def client_for(project, **kw):
-    app = create_app(project, batch_size=6, annotator="ann", **kw)
-    app.testing = True
-    return app.test_client()
-
-
-def post(http, path, **payload):
-    return http.post(path, json=payload)
+    return project_with_a_batch(tmp_path)
 
 
 def current_labels(project) -> dict:

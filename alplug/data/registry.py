@@ -19,15 +19,13 @@ class DataSourceLoadError(PluginLoadError):
 
 
 class DataSourceEntry(PluginEntry):
-    def load(self) -> DataSource:
-        try:
-            obj = self.load_object()
-        except PluginLoadError as exc:
-            raise DataSourceLoadError(str(exc)) from exc.__cause__
-        if not isinstance(obj, DataSource):
-            raise DataSourceLoadError(f"data source {self.name!r} from {self.origin} is a {type(obj).__name__}, "
-                                      "not an alplug.data.DataSource (docs/data.md#writing-a-data-source-plugin)")
-        return obj
+    error = DataSourceLoadError
+
+    def check(self, obj) -> str | None:
+        if isinstance(obj, DataSource):
+            return None
+        return (f"is a {type(obj).__name__}, not an alplug.data.DataSource "
+                "(docs/data.md#writing-a-data-source-plugin)")
 
 
 def discover_datasets() -> tuple[dict[str, DataSourceEntry], dict[str, list[DataSourceEntry]]]:

@@ -23,15 +23,13 @@ class ModelLoadError(PluginLoadError):
 
 
 class ModelEntry(PluginEntry):
-    def load(self) -> ModelSpec | ModelFamily:
-        try:
-            obj = self.load_object()
-        except PluginLoadError as exc:
-            raise ModelLoadError(str(exc)) from exc.__cause__
-        if not isinstance(obj, (ModelSpec, ModelFamily)):
-            raise ModelLoadError(f"model {self.name!r} from {self.origin} is a {type(obj).__name__}, not an "
-                                 "alplug.models.ModelSpec or ModelFamily (docs/models.md#writing-a-model-plugin)")
-        return obj
+    error = ModelLoadError
+
+    def check(self, obj) -> str | None:
+        if isinstance(obj, (ModelSpec, ModelFamily)):
+            return None
+        return (f"is a {type(obj).__name__}, not an alplug.models.ModelSpec or ModelFamily "
+                "(docs/models.md#writing-a-model-plugin)")
 
 
 def discover_models() -> tuple[dict[str, ModelEntry], dict[str, list[ModelEntry]]]:

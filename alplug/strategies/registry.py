@@ -29,17 +29,11 @@ class StrategyLoadError(PluginLoadError):
 
 
 class StrategyEntry(PluginEntry):
-    def load(self):
-        """The strategy function, its signature checked; any failure names the distribution at fault."""
-        try:
-            fn = self.load_object()
-        except PluginLoadError as exc:
-            raise StrategyLoadError(str(exc)) from exc.__cause__
+    error = StrategyLoadError
+
+    def check(self, fn) -> str | None:
         problems = signature_problems(fn)
-        if problems:
-            raise StrategyLoadError(f"strategy {self.name!r} from {self.origin} does not follow the strategy "
-                                    f"contract: {'; '.join(problems)}")
-        return fn
+        return f"does not follow the strategy contract: {'; '.join(problems)}" if problems else None
 
 
 def discover_strategies() -> tuple[dict[str, StrategyEntry], dict[str, list[StrategyEntry]]]:
