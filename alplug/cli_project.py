@@ -203,7 +203,8 @@ def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout):
     """Label a project's images in the browser; the model picks each next batch.
 
     \b
-    Keys: 1-9, 0, then q w e r ... for the classes (shown on the buttons),
+    Keys: a class named by one key (0-9, a letter) is labeled by that key; the others by
+    1-9, 0, then q w e r ... in order (each key is shown on its button);
     Backspace undoes this tab's last label, Space skips, arrows move in the grid view.
     """
     from .errors import UsageError

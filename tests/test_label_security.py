@@ -336,3 +336,31 @@ def test_a_retraining_that_never_returns_is_stopped_reported_and_the_page_answer
     import multiprocessing
 
     assert not [p for p in multiprocessing.active_children() if p.name == "alplug-retrain"]
+
+
+def test_digit_and_letter_classes_are_labeled_by_their_own_keys():
+    from alplug.project.server import key_bindings
+
+    digits = [str(d) for d in range(10)]
+    assert key_bindings(digits) == {d: d for d in digits}  # "0" is key 0, not key 1
+    assert key_bindings(["b", "a", "C"]) == {"b": "b", "a": "a", "C": "c"}
+    mixed = key_bindings(["cat", "2", "dog", "1"])
+    assert mixed["2"] == "2" and mixed["1"] == "1"
+    assert mixed["cat"] not in ("1", "2") and mixed["dog"] not in ("1", "2") and mixed["cat"] != mixed["dog"]
+    words = key_bindings(["zero", "one", "two"])
+    assert words == {"zero": "1", "one": "2", "two": "3"}  # words keep the order shown
+    eleven = key_bindings([str(d) for d in range(11)])  # "10" is not a key: it gets a free one, no digit
+    assert eleven["10"] not in "0123456789" and all(eleven[str(d)] == str(d) for d in range(10))
+    many = key_bindings([f"class{i}" for i in range(40)])
+    assert len(set(many.values())) == len(many) == 32  # every key once; the rest use their buttons
+
+
+def test_the_page_binds_digit_classes_to_their_digits(tmp_path):
+    from data_formats import write_unlabeled_folder
+
+    write_unlabeled_folder(tmp_path / "images", per_class=2, classes=("0", "1", "2"))
+    project = tmp_path / "digits"
+    assert invoke("project", "init", project, "--images", tmp_path / "images", "--classes", "0,1,2").exit_code == 0
+    html = client_for(project).get("/").get_data(as_text=True)
+    config = json.loads(re.search(r"const CONFIG = (.*);\n", html).group(1))
+    assert config["keys"] == {"0": "0", "1": "1", "2": "2"}

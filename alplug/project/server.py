@@ -136,6 +136,26 @@ class Retrainer:
             receive.close()
 
 
+def key_bindings(classes: list[str]) -> dict[str, str]:
+    """The key that labels each class: a class named by a single key (a digit, a letter) gets that key; the
+    others get the free keys in order, never a key that names another class. So on digit classes the digit
+    you see is the key you press, and no digit key ever labels a different digit."""
+    keys, taken = {}, set()
+    for name in classes:
+        key = name.lower()
+        if len(name) == 1 and key in KEYS and key not in taken:
+            keys[name], taken = key, taken | {key}
+    named = {name.lower() for name in classes if len(name) == 1}
+    free = (k for k in KEYS if k not in taken and k not in named)
+    for name in classes:
+        if name not in keys:
+            key = next(free, None)
+            if key is None:
+                break  # more classes than keys: the rest are labeled with their buttons
+            keys[name] = key
+    return keys
+
+
 def _json_for_script(value) -> str:
     """JSON that is safe inside an HTML <script> element: no '<', '>' or '&' can end the element or open a
     comment, whatever a class or project name holds (the JSON still parses to the same value)."""
@@ -238,7 +258,7 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     @app.get("/")
     def page():
         html = resources.files("alplug.project").joinpath("label.html").read_text()
-        keys = {c: KEYS[i] for i, c in enumerate(classes) if i < len(KEYS)}
+        keys = key_bindings(classes)
         config = _json_for_script({"classes": classes, "keys": keys, "grid": GRID_CELLS, "project": project.name})
         g.nonce = secrets.token_urlsafe(18)
         html = html.replace("<script>", f'<script nonce="{g.nonce}">').replace("<style>", f'<style nonce="{g.nonce}">')
