@@ -32,10 +32,10 @@ def check_run_settings(config: RunConfig, queries: list[str] | None = None) -> d
 def check_model_fits(config: RunConfig, data, splits=None) -> None:
     """The model (and ``--weights``) for this data's channels and classes, built on the meta device; and a
     ``--budget`` that leaves room for the initial labeled set."""
-    from .models import check_model
+    from .models import build_on_meta_device
 
     if splits is not None and config.budget is not None and config.budget < len(splits.initial):
         raise UsageError(f"--budget {config.budget} is smaller than the initial labeled set "
                          f"({config.n_start} x {data.n_classes} classes = {len(splits.initial)})")
-    check_model(config.model, in_channels=data.channels, num_classes=data.n_classes, dropout=config.dropout,
+    build_on_meta_device(config.model, in_channels=data.channels, num_classes=data.n_classes, dropout=config.dropout,
                 image_size=config.image_size, weights=config.weights)

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .cli_options import _explicit_settings, run_options
+from .cli_options import explicit_settings, run_options
 from .cli_project import label, project
 from .config import RunConfig
 from .errors import AlplugError
@@ -40,7 +40,7 @@ class AlplugGroup(click.Group):
 
 
 def describe_os_error(exc: OSError) -> str:
-    """'cannot write runs/x/state.json: No space left on device' rather than a traceback."""
+    """'runs/x/state.json: No space left on device; free some space and try again' rather than a traceback."""
     import errno
 
     what = exc.strerror or str(exc)
@@ -86,7 +86,7 @@ def run(ctx, out, resume, config_file, verbose, **params):
     from .rundir import RunDirectory
 
     # Precedence: command line > --config file > defaults.
-    given = {**(read_settings(config_file) if config_file else {}), **_explicit_settings(ctx, params)}
+    given = {**(read_settings(config_file) if config_file else {}), **explicit_settings(ctx, params)}
     if resume:
         if out:
             raise UsageError("--out and --resume exclude each other; --resume continues the run in place")
@@ -184,7 +184,7 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
     from .study import Study, run_study
     from .checks import check_run_settings
 
-    given = {**(read_settings(config_file) if config_file else {}), **_explicit_settings(ctx, params)}
+    given = {**(read_settings(config_file) if config_file else {}), **explicit_settings(ctx, params)}
     queries = [q.strip() for q in str(given.pop("query", params["query"])).split(",") if q.strip()]
     first_seed = int(given.pop("seed", 0))
     for name, value in (("--seeds", seeds), ("--jobs", jobs), ("--threads", threads)):

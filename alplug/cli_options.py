@@ -102,7 +102,7 @@ def run_options(only: tuple[str, ...] | None = None):
 SETTING_NAMES = [f.name for f in dataclasses.fields(RunConfig)]
 
 
-def _explicit_settings(ctx: click.Context, params: dict) -> dict:
+def explicit_settings(ctx: click.Context, params: dict) -> dict:
     """The settings the user typed on the command line (not click's defaults)."""
     from click.core import ParameterSource
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import _explicit_settings, run_options
+from .cli_options import explicit_settings, run_options
 from .config import RunConfig
 
 # The run settings that mean something for a labeling project (the data set is the project's folder,
@@ -80,12 +80,12 @@ def init(ctx, project_dir, images_dir, classes, **params):
     path = Path(project_dir)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UsageError(f"{path} already exists; choose another PROJECT directory (nothing is overwritten)")
-    settings = dataclasses.replace(RunConfig(), dataset="project", **_explicit_settings(ctx, params))
+    settings = dataclasses.replace(RunConfig(), dataset="project", **explicit_settings(ctx, params))
     from .checks import check_run_settings
-    from .models import check_model
+    from .models import build_on_meta_device
 
     check_run_settings(settings)  # bad settings and unknown strategies fail before anything is made
-    check_model(settings.model, dropout=settings.dropout, image_size=settings.image_size,
+    build_on_meta_device(settings.model, dropout=settings.dropout, image_size=settings.image_size,
                 weights=settings.weights)  # an unknown model or a missing or foreign weights file fails now
     root = Path(images_dir).expanduser().resolve()
     rows = scan_images(root, warn=lambda m: click.echo(m, err=True))

@@ -218,17 +218,6 @@ class ImageClassifierNet(NeuralNetClassifier):
         return self.embed_and_predict(X, need_proba=False)[0]
 
 
-def check_module(net: NeuralNetClassifier) -> None:
-    """Build ``net``'s module on the meta device: a bad architecture or weights file fails now, before
-    anything is written, at about a tenth of a real build's cost (no memory, no random initialisation).
-    skorch has no such dry run; ``initialize()`` would build the real module only to have ``fit`` rebuild it."""
-    import warnings
-
-    with warnings.catch_warnings(), torch.device("meta"):
-        warnings.simplefilter("ignore", UserWarning)  # "copying ... to a meta parameter is a no-op"
-        net.module(**net.get_params_for("module"))
-
-
 def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: int,
                    dropout: float | None = None, image_size: int | None = None, weights: str | None = None,
                    lr: float = 1e-3, batch_size: int = 32, epochs: int = 10, weight_decay: float = 0.0,

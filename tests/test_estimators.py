@@ -139,24 +139,6 @@ def test_bad_estimator_settings(kwargs, message):
         make_estimator("resnet18", in_channels=1, num_classes=2, **kwargs)
 
 
-def test_check_module_catches_foreign_weights_without_building_or_drawing_random_numbers(tmp_path):
-    import torch
-    import torchvision
-
-    from alplug.estimators import check_module, make_estimator
-    from alplug.models import ModelWeightsError
-
-    torch.save(torchvision.models.squeezenet1_1().state_dict(), tmp_path / "sq.pth")
-    good = make_estimator("resnet18", in_channels=1, num_classes=3)
-    bad = make_estimator("resnet18", in_channels=1, num_classes=3, weights=str(tmp_path / "sq.pth"))
-    state = torch.get_rng_state()
-    check_module(good)
-    assert torch.equal(state, torch.get_rng_state())  # seeded runs are unaffected by the check
-    assert not hasattr(good, "module_")  # nothing was built for real
-    with pytest.raises(ModelWeightsError, match="do not fit resnet18"):
-        check_module(bad)
-
-
 def test_embed_and_predict_fills_whole_pool_arrays_batch_by_batch(digits):
     X, y, X_pool, _ = _subset(digits, 30)
     net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=1, batch_size=8,

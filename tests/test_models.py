@@ -115,3 +115,32 @@ def test_bad_model_arguments():
         ImageClassifier("resnet19", 1, 2)
     with pytest.raises(UsageError, match="dropout"):
         ImageClassifier("resnet18", 1, 2, dropout=1.5)
+
+
+def test_the_meta_device_build_catches_foreign_weights_without_building_or_drawing_random_numbers(tmp_path):
+    import gc
+
+    import torch
+    import torchvision
+
+    from alplug.models import build_on_meta_device
+
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), tmp_path / "sq.pth")
+    built = []
+    real_init = ImageClassifier.__init__
+
+    def remember(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(next(self.parameters()).device.type)
+
+    state = torch.get_rng_state()
+    try:
+        ImageClassifier.__init__ = remember
+        build_on_meta_device("resnet18", in_channels=1, num_classes=3)
+    finally:
+        ImageClassifier.__init__ = real_init
+        gc.collect()
+    assert torch.equal(state, torch.get_rng_state())  # seeded runs are unaffected by the check
+    assert built == ["meta"]  # nothing was built for real
+    with pytest.raises(ModelWeightsError, match="do not fit resnet18"):
+        build_on_meta_device("resnet18", in_channels=1, num_classes=3, weights=str(tmp_path / "sq.pth"))

@@ -5,7 +5,7 @@ lets embeddings and MC dropout reuse one backbone pass. ``spec.py`` is the contr
 follows, ``torchvision_models.py`` alplug's own models, ``registry.py`` the lookup, ``module.py`` the
 ``nn.Module`` skorch builds from a spec.
 """
-from .module import ImageClassifier, check_model
+from .module import ImageClassifier, build_on_meta_device
 from .registry import (GROUP, OPTIONAL_FAMILIES, ModelLoadError, available_models, discover_models, get_model_spec,
                        model_origin)
 from .spec import (IMAGENET_MEAN, IMAGENET_STD, ModelFamily, ModelParts, ModelSpec, ModelWeightsError,
@@ -13,5 +13,5 @@ from .spec import (IMAGENET_MEAN, IMAGENET_STD, ModelFamily, ModelParts, ModelSp
 
 __all__ = ["GROUP", "IMAGENET_MEAN", "IMAGENET_STD", "OPTIONAL_FAMILIES", "ImageClassifier", "ModelFamily",
            "ModelLoadError", "ModelParts", "ModelSpec", "ModelWeightsError", "adapt_first_conv", "available_models",
-           "check_model", "load_backbone_weights",
+           "build_on_meta_device", "load_backbone_weights",
            "discover_models", "get_model_spec", "load_state_dict_file", "model_origin"]

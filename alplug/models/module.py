@@ -114,10 +114,11 @@ def _channel_stat(values, channels: int) -> torch.Tensor:
     return v.view(1, channels, 1, 1)
 
 
-def check_model(arch: str, *, in_channels: int = 3, num_classes: int = 2, dropout: float | None = None,
-                image_size: int | None = None, weights: str | None = None) -> None:
+def build_on_meta_device(arch: str, *, in_channels: int = 3, num_classes: int = 2, dropout: float | None = None,
+                         image_size: int | None = None, weights: str | None = None) -> None:
     """Build the model on the meta device: an unknown name, a broken plugin or a bad ``--weights`` fails now,
-    before anything is written, at a fraction of a real build's cost (no memory, no random initialisation)."""
+    before anything is written, at a fraction of a real build's cost (no memory, no random numbers drawn).
+    skorch has no such dry run; ``initialize()`` would build the real module only to have ``fit`` rebuild it."""
     import warnings
 
     with warnings.catch_warnings(), torch.device("meta"):
