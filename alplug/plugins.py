@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
-from .errors import AlplugError
+from .errors import AlplugError, UnknownNameError, UsageError
 
 CORE_DISTRIBUTION = "alplug"
 DISABLE_ENV = "ALPLUG_DISABLE_PLUGINS"
@@ -133,6 +133,22 @@ def conflict_message(entry: PluginEntry, others: list[PluginEntry]) -> str:
             + "; rename the plugin's entry to use it")
 
 
+def lookup(discovered: tuple[dict, dict], key: str, asked: str, what: str, listing: str,
+           optional: dict[str, str] | None = None) -> PluginEntry:
+    """The entry a group registers as ``key`` (``asked`` as the user wrote it). A name an optional plugin
+    would supply says which extra to install, an unknown one offers close matches, and a clash is warned
+    about, for every group alike."""
+    known, passed_over = discovered
+    if key not in known:
+        if optional and key in optional:
+            extra = optional[key]
+            raise UsageError(f"{what} {key!r} is not installed; install it with pip install \"alplug[{extra}]\" "
+                             f"(or uv sync --extra {extra})")
+        raise UnknownNameError(what, asked, known, hint=f"(`{listing}` lists them)")
+    warn_if_conflicting(known[key], passed_over)
+    return known[key]
+
+
 def warn_if_conflicting(entry: PluginEntry, passed_over: dict) -> None:
     if entry.name in passed_over:
-        warnings.warn(conflict_message(entry, passed_over[entry.name]), PluginConflictWarning, stacklevel=4)
+        warnings.warn(conflict_message(entry, passed_over[entry.name]), PluginConflictWarning, stacklevel=5)

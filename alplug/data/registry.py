@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DataError, UnknownNameError, UsageError
-from ..plugins import PluginEntry, PluginLoadError, discover, exact_name, warn_if_conflicting
+from ..errors import DataError, UsageError
+from ..plugins import PluginEntry, PluginLoadError, discover, exact_name, lookup
 from .source import DataSet, DataSource, dataset_problems
 
 GROUP = "alplug.datasets"
@@ -40,12 +40,8 @@ def available_datasets() -> dict[str, DataSourceEntry]:
 def resolve_dataset(spec: str) -> tuple[DataSourceEntry, DataSource, str | None]:
     """(entry, source, argument) for a ``--dataset`` value, checked for its form."""
     name, sep, argument = spec.partition(":")
-    known, conflicts = discover_datasets()
     key = exact_name(name)
-    if key not in known:
-        raise UnknownNameError("data set", name, known, hint="(`alplug datasets` lists them)")
-    entry = known[key]
-    warn_if_conflicting(entry, conflicts)
+    entry = lookup(discover_datasets(), key, name, "data set", "alplug datasets")
     source = entry.load()
     if source.argument and not (sep and argument.strip()):
         raise UsageError(f"--dataset {spec!r}: write {source.usage}")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 
-from ..errors import UnknownNameError, UsageError
-from ..plugins import PluginEntry, PluginLoadError, discover, exact_name, warn_if_conflicting
+from ..errors import UsageError
+from ..plugins import PluginEntry, PluginLoadError, discover, exact_name, lookup
 from .spec import ModelFamily, ModelSpec
 
 GROUP = "alplug.models"
@@ -42,17 +42,7 @@ def available_models() -> dict[str, ModelEntry]:
 
 
 def _entry(name: str) -> ModelEntry:
-    known, conflicts = discover_models()
-    key = exact_name(name)
-    if key not in known:
-        if key in OPTIONAL_FAMILIES:
-            extra = OPTIONAL_FAMILIES[key]
-            raise UsageError(f"model family {key!r} is not installed; install it with pip install "
-                             f"\"alplug[{extra}]\" (or uv sync --extra {extra})")
-        raise UnknownNameError("model", name, list(known) + [f"{k}:NAME" for k, e in known.items()],
-                               hint="(`alplug models` lists them)")
-    warn_if_conflicting(known[key], conflicts)
-    return known[key]
+    return lookup(discover_models(), exact_name(name), name, "model", "alplug models", OPTIONAL_FAMILIES)
 
 
 @functools.lru_cache(maxsize=256)

@@ -7,9 +7,9 @@ contract is ``contract.py``'s, options ``options.py``'s. This module joins them:
 """
 from __future__ import annotations
 
-from ..errors import UnknownNameError, UsageError
+from ..errors import UsageError
 from ..plugins import (DISABLE_ENV, PluginConflictWarning, PluginEntry, PluginLoadError, conflict_message,
-                       discover, normalize_name, warn_if_conflicting)
+                       discover, lookup, normalize_name)
 from .contract import checked, signature_problems
 from .options import bind_options
 
@@ -47,17 +47,8 @@ def available_strategies() -> dict[str, StrategyEntry]:
 
 
 def _entry(name: str) -> StrategyEntry:
-    known, conflicts = discover_strategies()
-    key = normalize_name(name)
-    if key not in known:
-        hint = "(`alplug strategies` lists them)"
-        if key in OPTIONAL_STRATEGIES:
-            extra = OPTIONAL_STRATEGIES[key]
-            raise UsageError(f"query strategy {key!r} is not installed; install it with "
-                             f"pip install \"alplug[{extra}]\" (or uv sync --extra {extra})")
-        raise UnknownNameError("query strategy", name, known, hint=hint)
-    warn_if_conflicting(known[key], conflicts)
-    return known[key]
+    return lookup(discover_strategies(), normalize_name(name), name, "query strategy", "alplug strategies",
+                  OPTIONAL_STRATEGIES)
 
 
 def get_strategy(name: str):
