@@ -73,6 +73,23 @@ def _run_option_list():
         click.option("--dropout", type=float, default=None,
                      help="Dropout before the classifier (needed by MC-dropout strategies on ResNet). "
                           "[default: the model's own: ResNet none, SqueezeNet 0.5]"),
+        click.option("--freeze-backbone/--no-freeze-backbone", default=d.freeze_backbone, show_default=True,
+                     help="Train the classifier head only (transfer learning from --weights or --ssl); each image's "
+                          "features are computed once per run."),
+        click.option("--ssl", type=click.Choice(["simclr", "byol"]), default=None,
+                     help="Self-supervised pretraining of the backbone on the run's unlabeled images before round 0 "
+                          "(needs alplug[ssl]); cached and reused by runs on the same images. [default: off]"),
+        click.option("--ssl-epochs", type=int, default=d.ssl_epochs, show_default=True,
+                     help="Epochs of --ssl pretraining."),
+        click.option("--semi", type=click.Choice(["entropy", "pseudo", "fixmatch"]), default=None,
+                     help="Semi-supervised training on the unlabeled pool alongside the labels (docs/low-budget.md). "
+                          "[default: off]"),
+        click.option("--semi-weight", type=float, default=d.semi_weight, show_default=True,
+                     help="Weight of the unlabeled loss."),
+        click.option("--semi-threshold", type=float, default=d.semi_threshold, show_default=True,
+                     help="pseudo, fixmatch: confidence a prediction needs to become a target."),
+        click.option("--semi-ratio", type=int, default=d.semi_ratio, show_default=True,
+                     help="Unlabeled images per labeled image in each step; an epoch is one pass over the pool."),
         click.option("--warm-start/--no-warm-start", default=d.warm_start, show_default=True,
                      help="Continue training the previous round's model instead of retraining from scratch."),
         click.option("--device", default=d.device, show_default=True, help="auto, cpu, cuda or cuda:N."),

@@ -39,6 +39,13 @@ class RunConfig:
     hflip: bool = False
     weights: str | None = None
     dropout: float | None = None
+    freeze_backbone: bool = False
+    ssl: str | None = None
+    ssl_epochs: int = 30
+    semi: str | None = None
+    semi_weight: float = 1.0
+    semi_threshold: float = 0.95
+    semi_ratio: int = 2
     warm_start: bool = False
     device: str = "auto"
     seed: int = 0
@@ -63,6 +70,18 @@ class RunConfig:
             problems.append(f"--lr = {self.lr}, must be > 0")
         if not self.weight_decay >= 0:
             problems.append(f"--weight-decay = {self.weight_decay}, must be >= 0")
+        if self.ssl is not None and self.ssl not in SSL_METHODS:
+            problems.append(f"--ssl = {self.ssl!r}, must be one of {', '.join(SSL_METHODS)}")
+        if self.ssl_epochs < 1:
+            problems.append(f"--ssl-epochs = {self.ssl_epochs}, must be >= 1")
+        if self.semi is not None and self.semi not in SEMI_METHODS:
+            problems.append(f"--semi = {self.semi!r}, must be one of {', '.join(SEMI_METHODS)}")
+        if not self.semi_weight >= 0:
+            problems.append(f"--semi-weight = {self.semi_weight}, must be >= 0")
+        if not 0 <= self.semi_threshold <= 1:
+            problems.append(f"--semi-threshold = {self.semi_threshold}, must be a probability in [0, 1]")
+        if self.semi_ratio < 1:
+            problems.append(f"--semi-ratio = {self.semi_ratio}, must be >= 1")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             problems.append(f"--dropout = {self.dropout}, must be in [0, 1)")
         if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
@@ -124,6 +143,10 @@ class RunConfig:
 
 
 MAX_IMAGE_SIZE = 4096
+# Kept here (not imported from alplug.ssl / alplug.semi) so that reading settings imports neither torch nor lightly;
+# tests/test_low_budget.py checks that the lists agree.
+SSL_METHODS = ("simclr", "byol")
+SEMI_METHODS = ("entropy", "pseudo", "fixmatch")
 
 # What each setting may hold, by the annotation of its RunConfig field.
 _KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",

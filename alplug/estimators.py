@@ -87,6 +87,8 @@ class RecalibrateBatchNorm(Callback):
     """
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
+        if getattr(net.module_, "frozen", False):
+            return  # a frozen backbone keeps its statistics (a reset here would wipe them); heads have no BatchNorm
         if X is None or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.module_.modules()):
             return
         # No augmentation, no shuffle, and (as in training) no batch of one, which
@@ -116,16 +118,126 @@ class EpochProgress(Callback):
         stream.flush()
 
 
-class ImageClassifierNet(NeuralNetClassifier):
-    """``NeuralNetClassifier`` plus mixed precision on CUDA and an embedding pass.
+class FeatureDataset:
+    """Backbone features already computed (a frozen backbone's cache), as the module's ``features=`` input."""
 
-    skorch has no autocast switch of its own outside its accelerate mixin.
+    def __init__(self, features: np.ndarray, y=None):
+        self.features, self.y = features, None if y is None else np.asarray(y)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i):
+        return {"features": self.features[i]}, (self.y[i] if self.y is not None else np.float32(0))
+
+
+class ImageClassifierNet(NeuralNetClassifier):
+    """``NeuralNetClassifier`` plus mixed precision on CUDA, an embedding pass, semi-supervised steps and a
+    frozen backbone's feature cache.
+
+    skorch has no autocast switch of its own outside its accelerate mixin. ``semi`` (``alplug.semi``) trains
+    on ``unlabeled`` (ids into ``images``, or an image array) alongside the labels; set ``net.unlabeled``
+    before each fit. With a frozen backbone (``module__freeze_backbone=True``), each image's features are
+    computed once and reused by every later fit, prediction and embedding pass.
     """
 
-    def __init__(self, *args, amp: bool = True, images=None, **kwargs):
+    def __init__(self, *args, amp: bool = True, images=None, semi: str | None = None, semi_weight: float = 1.0,
+                 semi_threshold: float = 0.95, semi_ratio: int = 2, semi_hflip: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.amp = amp
         self.images = images
+        self.semi, self.semi_weight, self.semi_threshold = semi, semi_weight, semi_threshold
+        self.semi_ratio, self.semi_hflip = semi_ratio, semi_hflip
+        self.unlabeled = None
+        self._unlabeled_batches = None
+        self._feature_cache = None  # (backbone fingerprint, features array, filled mask)
+
+    # ---- semi-supervised steps ------------------------------------------------------------------------------
+    def get_iterator(self, dataset, training=False):
+        cached = self._cached_features(dataset, training)
+        if cached is not None:
+            dataset = cached
+        iterator = super().get_iterator(dataset, training=training)
+        if not (training and self.semi and self.unlabeled is not None and len(self.unlabeled)):
+            return iterator
+        from .semi import Cycle, Forever, steps_per_epoch, unlabeled_loader
+
+        unlabeled = self.get_dataset(self.unlabeled)
+        channels = int(self.images.shape[1]) if self.images is not None else int(np.asarray(self.unlabeled).shape[1])
+        batch = self.semi_ratio * self.batch_size
+        self._unlabeled_batches = Forever(unlabeled_loader(unlabeled, batch, self.semi, channels, self.semi_hflip))
+        return Cycle(iterator, steps_per_epoch(len(unlabeled), self.batch_size, self.semi_ratio))
+
+    def train_step_single(self, batch, **fit_params):
+        if self._unlabeled_batches is None:
+            return super().train_step_single(batch, **fit_params)
+        from skorch.dataset import unpack_data
+
+        from .semi import semi_loss
+
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        weak, strong = next(self._unlabeled_batches)
+        device = self.device
+
+        def move(x):
+            return None if x is None else x.to(device, non_blocking=True)
+
+        with self.autocast():
+            supervised, unlabeled = semi_loss(self.semi, self.module_, move(Xi), move(torch.as_tensor(yi)).long(),
+                                              move(weak), move(strong), weight=self.semi_weight,
+                                              threshold=self.semi_threshold)
+        loss = supervised + unlabeled
+        loss.backward()
+        return {"loss": loss, "y_pred": None}
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        finally:
+            self._unlabeled_batches = None
+
+    # ---- a frozen backbone's feature cache ------------------------------------------------------------------
+    def _cached_features(self, dataset, training: bool):
+        """A ``FeatureDataset`` for ``dataset`` when the backbone is frozen and nothing per-step changes its input
+        (augmentation or semi-supervised views in training); else None."""
+        module = getattr(self, "module_", None)
+        if not (getattr(module, "frozen", False) and isinstance(dataset, IndexedImages)
+                and dataset.images is self.images):
+            return None
+        if training and (hasattr(self, "iterator_train__collate_fn") or self.semi):
+            return None
+        return FeatureDataset(self.backbone_features(dataset.ids), dataset.y)
+
+    def backbone_features(self, ids: np.ndarray) -> np.ndarray:
+        """The frozen backbone's features of ``images[ids]``, computing only those not computed before."""
+        import hashlib
+
+        module = self.module_
+        digest = hashlib.blake2b(digest_size=16)
+        for value in module.backbone.state_dict().values():
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        key = digest.hexdigest()
+        if self._feature_cache is None or self._feature_cache[0] != key:
+            self._feature_cache = (key, None, np.zeros(len(self.images), dtype=bool))
+        _, features, filled = self._feature_cache
+        ids = np.asarray(ids, dtype=np.int64)
+        todo = np.unique(ids[~filled[ids]])
+        if len(todo):
+            loader = DataLoader(IndexedImages(self.images, todo), batch_size=getattr(self, "iterator_valid__batch_size", 256),
+                                shuffle=False)
+            start = 0
+            with self.evaluation_module(len(todo)) as fast, torch.inference_mode(), self.autocast():
+                for Xi, _ in loader:
+                    f = fast.features(Xi.to(self.device)).float().cpu().numpy()
+                    if features is None:
+                        # np.empty leaves untouched pages unallocated: a large pool costs memory for what is read
+                        features = np.empty((len(self.images),) + f.shape[1:], dtype=np.float32)
+                        self._feature_cache = (key, features, filled)
+                    features[todo[start:start + len(f)]] = f
+                    start += len(f)
+            filled[todo] = True
+        return features[ids]
 
     def get_dataset(self, X, y=None):
         """With ``images`` set, a 1-d integer ``X`` holds ids into it, read lazily batch by batch."""
@@ -194,7 +306,10 @@ class ImageClassifierNet(NeuralNetClassifier):
         start = 0
         with self.evaluation_module(n) as module, torch.inference_mode(), self.autocast():
             for Xi, _ in self.get_iterator(dataset, training=False):
-                features = module.features(Xi.to(self.device, non_blocking=True))
+                if isinstance(Xi, dict):  # a frozen backbone's cached features
+                    features = Xi["features"].to(self.device)
+                else:
+                    features = module.features(Xi.to(self.device, non_blocking=True))
                 stop = start + len(features)
                 if need_embeddings:
                     pooled = module.pool(features).float().cpu().numpy()
@@ -224,14 +339,18 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
                    optimizer: str = "adam", augment: bool = False, hflip: bool = False,
                    device: str = "auto", amp: bool = True, valid_data: tuple | None = None,
                    warm_start: bool = False, progress: bool = False, verbose: int = 0,
-                   images=None, eval_batch_size: int = 256) -> ImageClassifierNet:
+                   images=None, eval_batch_size: int = 256, backbone_file: str | None = None,
+                   freeze_backbone: bool = False, semi: str | None = None, semi_weight: float = 1.0,
+                   semi_threshold: float = 0.95, semi_ratio: int = 2) -> ImageClassifierNet:
     """An unfitted skorch classifier for ``model`` (resnet18, resnet50, squeezenet1_1).
 
     ``valid_data=(X, y)`` is scored after every epoch (skorch's ``valid_loss``
     and ``valid_acc``); without it nothing is held out. With ``images`` (an
     array or memory map of (N, C, H, W) images), ``X`` may be 1-d id arrays into
     it everywhere (fit, predict, ``valid_data``): nothing is copied or loaded
-    beyond the current batch. Prediction uses batches of ``eval_batch_size``. ``warm_start=False``
+    beyond the current batch. Prediction uses batches of ``eval_batch_size``. ``backbone_file`` (a cached
+    ``--ssl`` backbone) is what every fit starts from; ``freeze_backbone`` trains the head only; ``semi``
+    trains on ``net.unlabeled`` too (``alplug.semi``). ``warm_start=False``
     rebuilds the module on every ``fit``, so each active-learning round trains
     from scratch (or from the pretrained ``weights``).
     """
@@ -266,6 +385,8 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
         ImageClassifier,
         module__arch=model, module__in_channels=in_channels, module__num_classes=num_classes,
         module__dropout=dropout, module__image_size=image_size, module__weights=weights,
+        module__backbone_file=backbone_file, module__freeze_backbone=freeze_backbone,
+        semi=semi, semi_weight=semi_weight, semi_threshold=semi_threshold, semi_ratio=semi_ratio, semi_hflip=hflip,
         criterion=nn.CrossEntropyLoss,  # the modules output logits
         optimizer=OPTIMIZERS[optimizer], lr=lr, optimizer__weight_decay=weight_decay,
         batch_size=batch_size, max_epochs=epochs, iterator_valid__batch_size=max(eval_batch_size, batch_size),

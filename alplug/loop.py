@@ -30,8 +30,9 @@ from .strategies.outputs import shared_model_outputs
 
 
 def estimator_for(config: RunConfig, in_channels: int, num_classes: int, images, *, image_size: int | None = None,
-                  valid_data=None, progress: bool = False):
-    """The skorch estimator a run's (or a labeling project's) settings describe, over ``images``."""
+                  valid_data=None, progress: bool = False, backbone_file: str | None = None):
+    """The skorch estimator a run's (or a labeling project's) settings describe, over ``images``
+    (``backbone_file``: the cached ``--ssl`` backbone every fit starts from)."""
     from .estimators import make_estimator
 
     return make_estimator(
@@ -39,7 +40,9 @@ def estimator_for(config: RunConfig, in_channels: int, num_classes: int, images,
         image_size=image_size or config.image_size, weights=config.weights, lr=config.lr,
         batch_size=config.batch_size, epochs=config.epochs, weight_decay=config.weight_decay,
         optimizer=config.optimizer, augment=config.augment, hflip=config.hflip, device=config.device,
-        valid_data=valid_data, warm_start=config.warm_start, progress=progress, images=images)
+        valid_data=valid_data, warm_start=config.warm_start, progress=progress, images=images,
+        backbone_file=backbone_file, freeze_backbone=config.freeze_backbone, semi=config.semi,
+        semi_weight=config.semi_weight, semi_threshold=config.semi_threshold, semi_ratio=config.semi_ratio)
 
 
 def round_seed(seed: int, round_: int) -> int:
@@ -100,7 +103,7 @@ class ActiveLearningRun:
     def __init__(self, config: RunConfig, echo: Callable[[str], None] = print, progress: bool = False):
         from .checks import check_model_fits, check_run_settings
 
-        self.config, self.echo = config, echo
+        self.config, self.echo, self.progress = config, echo, progress
         self.run_dir: RunDirectory | None = None
         self.history: list[dict] = []
         # Bad settings, unknown names, bad options and broken plugins fail here, before any data is read.
@@ -225,13 +228,16 @@ class ActiveLearningRun:
         if state is not None and state.finished:
             return self.run_dir.read_result() or self._finish(state)
 
+        backbone = self._pretrained_backbone(state)
         if state is None:
-            state = RunState(strategy_sources=getattr(self.strategy, "alplug_sources", {}))
+            state = RunState(strategy_sources=getattr(self.strategy, "alplug_sources", {}),
+                             ssl_backbone=backbone.record() if backbone else None)
             self.history = state.history
             initial = self.splits.initial
             # The first fit builds the module (the constructor only checked it, on the meta
             # device), so its initial weights come from this seed, warm start or not.
             torch.manual_seed(round_seed(cfg.seed, 0))
+            self.estimator.unlabeled = self.splits.pool
             t0 = time.perf_counter()
             learner = ActiveLearner(self.estimator, self.strategy,
                                     X_training=initial, y_training=self.oracle.reveal(initial))
@@ -265,6 +271,7 @@ class ActiveLearningRun:
             check_new_labels(new, self._labeled_ids(state), self.strategy)
             self.run_dir.wait_for_commit()  # the last round's checkpoint reads the weights teach() changes
             torch.manual_seed(round_seed(cfg.seed, round_))
+            self.estimator.unlabeled = np.setdiff1d(pool, new)  # labeled images leave the unlabeled stream
             t0 = time.perf_counter()
             learner.teach(new, self.oracle.reveal(new))
             train_s = time.perf_counter() - t0
@@ -274,6 +281,28 @@ class ActiveLearningRun:
             self._announce(row)
         state.stop_reason = reason
         return self._finish(state)
+
+    def _pretrained_backbone(self, state: RunState | None):
+        """With ``--ssl``: the cached backbone (pretrained now on a miss) that every fit starts from.
+
+        Pretrained on the pool and the initial set: never a validation or test image. A resumed run must find
+        the backbone it started with; the same settings and images give the same key.
+        """
+        if self.config.ssl is None:
+            return None
+        from .estimators import resolve_device
+        from .ssl import pretrained_backbone, settings_for
+
+        ids = np.concatenate([self.splits.pool, self.splits.initial])
+        backbone = pretrained_backbone(settings_for(self.config, self.data.channels), self.data.X, ids,
+                                       device=resolve_device(self.config.device), echo=self.echo,
+                                       progress=self.progress, weights=self.config.weights)
+        recorded = state.ssl_backbone if state is not None else None
+        if isinstance(recorded, dict) and recorded.get("key") not in (None, backbone.key):
+            raise self.run_dir.damaged(f"it started from self-supervised backbone {recorded.get('key')}, but "
+                                       f"its images and settings now give {backbone.key}")
+        self.estimator.set_params(module__backbone_file=str(backbone.path))
+        return backbone
 
     def _finish(self, state: RunState) -> dict:
         from .plots import plot_learning_curve
@@ -295,7 +324,7 @@ class ActiveLearningRun:
             "stop_reason": state.stop_reason, "classes": self.data.classes,
             "split_sizes": s.sizes(), "skipped_files": [p for p, _ in self.data.skipped],
             "device": str(self.estimator.device), "config": self.config.to_dict(),
-            "strategy_sources": state.strategy_sources,
+            "strategy_sources": state.strategy_sources, "ssl_backbone": state.ssl_backbone,
         }
         self.run_dir.write_result(result)
         self.run_dir.mark_finished(state)

@@ -99,6 +99,7 @@ class RunState:
     strategy_sources: dict = field(default_factory=dict)  # strategy name -> "distribution version"
     checkpoint: str | None = None    # path prefix of the last round's checkpoint, inside checkpoint/
     stop_reason: str | None = None
+    ssl_backbone: dict | None = None  # the cached --ssl backbone the run starts every fit from: key and path
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)
@@ -135,6 +136,9 @@ def state_problem(state, run_path: Path) -> str | None:
             return "has a history row without round, labels and val2_acc"
     if state.get("best_val2") is not None and not isinstance(state["best_val2"], (int, float)):
         return "has a best_val2 that is not a number"
+    backbone = state.get("ssl_backbone")
+    if backbone is not None and not (isinstance(backbone, dict) and isinstance(backbone.get("key"), str)):
+        return "has an ssl_backbone that is not an object with a key"
     checkpoint = state.get("checkpoint")
     if not isinstance(checkpoint, str):
         return "names no checkpoint"

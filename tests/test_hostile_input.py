@@ -174,6 +174,7 @@ DAMAGE = {
     "checkpoint-outside": _edit_state(lambda s: s.__setitem__("checkpoint", "../../../../etc/passwd")),
     "history-too-short": _edit_state(lambda s: s["history"].pop()),
     "round-as-string": _edit_state(lambda s: s.__setitem__("round", "1")),
+    "ssl-backbone-a-list": _edit_state(lambda s: s.__setitem__("ssl_backbone", ["x"])),
 }
 
 

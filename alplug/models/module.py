@@ -28,11 +28,13 @@ class ImageClassifier(nn.Module):
     image_size: side length fed to the backbone; ``None`` upsamples inputs smaller than the spec's
         ``min_input_size`` (or resizes to its fixed ``input_size``) and leaves others alone.
     weights: ``None`` (random init) or the ``--weights`` text the spec understands.
+    backbone_file: a self-supervised backbone (``alplug.ssl``) loaded over the built one: every fit starts from it.
+    freeze_backbone: train the head only; the backbone's weights and BatchNorm statistics never change.
     """
 
     def __init__(self, arch: "str | ModelSpec" = "resnet18", in_channels: int = 3, num_classes: int = 10,
                  dropout: float | None = None, image_size: int | None = None,
-                 weights: str | None = None):
+                 weights: str | None = None, backbone_file: str | None = None, freeze_backbone: bool = False):
         super().__init__()
         spec = get_model_spec(arch)
         if in_channels < 1 or num_classes < 2:
@@ -54,6 +56,13 @@ class ImageClassifier(nn.Module):
             raise ModelLoadError(f"model {arch!r}: its spec's build() must return ModelParts(backbone=Module, "
                                  f"head=Module, embedding_dim=int), got {parts!r:.200}")
         self.backbone = parts.backbone
+        if backbone_file is not None:
+            from ..ssl import load_backbone_file
+
+            load_backbone_file(self.backbone, backbone_file)
+        self.frozen = freeze_backbone
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
         p = spec.default_dropout if dropout is None else dropout
         # One dropout layer in front of the head: what head-only MC dropout samples (alplug-bald's mc.py).
         # A Sequential head is spliced in, so its layers keep the state-dict keys head.1, head.2, ...
@@ -66,6 +75,13 @@ class ImageClassifier(nn.Module):
         std = spec.std if pretrained else (0.5,) * 3
         self.register_buffer("mean", _channel_stat(mean, in_channels), persistent=False)
         self.register_buffer("std", _channel_stat(std, in_channels), persistent=False)
+
+    def train(self, mode: bool = True) -> "ImageClassifier":
+        """A frozen backbone stays in eval mode, so training never moves its BatchNorm statistics."""
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
 
     @property
     def dropout_rate(self) -> float:
@@ -104,8 +120,9 @@ class ImageClassifier(nn.Module):
         """Penultimate-layer embedding, shape (N, embedding_dim)."""
         return self.pool(self.features(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor | None = None, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from images ``x``, or from backbone ``features`` already computed (a frozen backbone's cache)."""
+        return self.head(self.features(x) if features is None else features)
 
 
 def _channel_stat(values, channels: int) -> torch.Tensor:

@@ -1,0 +1,163 @@
+"""Semi-supervised training (``--semi``): the unlabeled pool joins every training step.
+
+Neither skorch nor lightly (nor modAL, baal or scikit-learn for deep models) trains on labeled and
+unlabeled batches together, so the losses and the unlabeled stream are ours; skorch's own hooks
+(``get_iterator`` and ``train_step_single``, in ``estimators.ImageClassifierNet``) join them to its loop.
+
+- ``entropy``: cross-entropy on labeled batches + ``weight`` x mean prediction entropy on unlabeled ones
+  (entropy minimisation, Grandvalet & Bengio 2005; the seed report's joint objective).
+- ``pseudo``: the model's own confident predictions (probability >= ``threshold``) on unlabeled images
+  as targets (Lee 2013).
+- ``fixmatch``: the confident prediction on a weakly augmented view is the target for a strongly
+  augmented view of the same image (Sohn et al. 2020).
+
+With ``--semi`` an epoch is one pass over the unlabeled stream, ``ratio`` unlabeled images per labeled one in
+each step, while the labeled set is cycled: with a few dozen labels an epoch over the labels alone would
+be one or two steps.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, default_collate
+
+METHODS = ("entropy", "pseudo", "fixmatch")
+
+
+def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Mean Shannon entropy (nats) of the predicted class distributions."""
+    log_p = F.log_softmax(logits.float(), dim=1)
+    return -(log_p.exp() * log_p).sum(dim=1).mean()
+
+
+def confident_targets(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(argmax class, mask of rows whose top probability >= threshold), with no gradient."""
+    with torch.no_grad():
+        confidence, target = torch.softmax(logits.detach().float(), dim=1).max(dim=1)
+    return target, (confidence >= threshold).float()
+
+
+def pseudo_label_loss(target_logits: torch.Tensor, logits: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Cross-entropy of ``logits`` against the confident argmax of ``target_logits``, averaged over the whole
+    batch (FixMatch's normalisation: unconfident rows count as zero, so few confident rows weigh little)."""
+    target, mask = confident_targets(target_logits, threshold)
+    return (F.cross_entropy(logits.float(), target, reduction="none") * mask).mean()
+
+
+def weak_augmentation(channels: int, hflip: bool):
+    """FixMatch's weak view: a shift of up to 12.5% (and a flip with ``--hflip``)."""
+    from torchvision.transforms import v2
+
+    steps = [v2.RandomAffine(degrees=0, translate=(0.125, 0.125))]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip(0.5))
+    return v2.Compose(steps)
+
+
+def strong_augmentation(channels: int, hflip: bool):
+    """FixMatch's strong view: the weak view, then RandAugment (torchvision's, grey and RGB images only:
+    its colour operations are undefined for other channel counts) and a cutout."""
+    from torchvision.transforms import v2
+
+    steps = [weak_augmentation(channels, hflip)]
+    if channels in (1, 3):
+        steps.append(v2.RandAugment(num_ops=2, magnitude=10))
+    steps.append(v2.RandomErasing(p=1.0, scale=(0.02, 0.15), ratio=(0.5, 2.0), value=0))
+    return v2.Compose(steps)
+
+
+class TwoViews:
+    """``collate_fn`` of the unlabeled stream: (weak views, strong views) per batch; ids' placeholder targets dropped."""
+
+    def __init__(self, weak, strong=None):
+        self.weak, self.strong = weak, strong
+
+    def __call__(self, batch):
+        images = [torch.as_tensor(x) for x, _ in batch]
+        weak = default_collate([self.weak(x) for x in images])
+        strong = default_collate([self.strong(x) for x in images]) if self.strong is not None else None
+        return weak, strong
+
+
+def unlabeled_loader(dataset, batch_size: int, method: str, channels: int, hflip: bool, **loader_kwargs):
+    """Shuffled batches of the unlabeled dataset (read lazily by the DataLoader, one batch at a time), with the
+    views ``method`` needs. Shuffling draws from torch's generator, which the run seeds per round."""
+    weak = weak_augmentation(channels, hflip)
+    strong = strong_augmentation(channels, hflip) if method == "fixmatch" else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) > batch_size,
+                      collate_fn=TwoViews(weak, strong), **loader_kwargs)
+
+
+def steps_per_epoch(n_unlabeled: int, batch_size: int, ratio: int) -> int:
+    """One pass over the unlabeled stream, ``ratio * batch_size`` images a step."""
+    return max(1, math.ceil(n_unlabeled / (ratio * batch_size)))
+
+
+class Cycle:
+    """``steps`` batches from ``loader``, starting it again whenever it runs out (the labeled set, per epoch)."""
+
+    def __init__(self, loader, steps: int):
+        self.loader, self.steps = loader, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        done = 0
+        while done < self.steps:
+            empty = True
+            for batch in self.loader:
+                empty = False
+                yield batch
+                done += 1
+                if done == self.steps:
+                    return
+            if empty:
+                return
+
+
+class Forever:
+    """An endless iterator over a loader's batches, each pass reshuffled."""
+
+    def __init__(self, loader):
+        self.loader, self._it = loader, iter(loader)
+
+    def __next__(self):
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._it = iter(self.loader)
+            return next(self._it)
+
+
+def semi_loss(method: str, forward, X_labeled, y, weak, strong, *, weight: float, threshold: float):
+    """(supervised loss, unlabeled loss) of one step; ``forward`` maps a batch of images to logits.
+
+    Labeled and unlabeled images go through one forward pass, so BatchNorm normalises them together (as
+    FixMatch does) instead of seeing a labeled-only batch of a few images.
+    """
+    n, m = len(X_labeled), len(weak)
+    parts = [X_labeled, weak] + ([strong] if method == "fixmatch" else [])
+    logits = forward(torch.cat([_to_unit(p) for p in parts]))  # uint8 and float batches alike, in [0, 1]
+    supervised = F.cross_entropy(logits[:n].float(), y)
+    if method == "entropy":
+        unlabeled = entropy_loss(logits[n:n + m])
+    elif method == "pseudo":
+        unlabeled = pseudo_label_loss(logits[n:n + m], logits[n:n + m], threshold)
+    elif method == "fixmatch":
+        unlabeled = pseudo_label_loss(logits[n:n + m], logits[n + m:], threshold)
+    else:
+        raise ValueError(f"unknown semi-supervised method {method!r}")
+    return supervised, weight * unlabeled
+
+
+def _to_unit(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def unlabeled_ids(pool: np.ndarray, labeled: np.ndarray) -> np.ndarray:
+    """The unlabeled stream of a round: the pool without the images labeled so far."""
+    return np.setdiff1d(np.asarray(pool, dtype=np.int64), np.asarray(labeled, dtype=np.int64))

@@ -1,0 +1,348 @@
+"""Self-supervised pretraining of a run's backbone on its unlabeled images (``--ssl``), cached by content.
+
+lightly supplies what makes each method: its losses (NT-Xent, negative cosine), projection and prediction
+heads, view transforms and momentum helpers. What lightly leaves to its users, and this module adds, is the
+joining: which images (the pool and the initial set; never a validation or test image), the ~20-line training
+loop lightly's own examples write out, and a content-addressed cache, so that every strategy of a study
+that shares a seed's split reuses one pretraining, and a changed setting misses.
+
+The cached file holds the backbone's state dict under ``backbone.``, the layout of an alplug checkpoint, so
+``--weights FILE`` reads it too. ``ImageClassifier(backbone_file=...)`` starts every round's model from it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MissingDependencyError, UsageError
+
+METHODS = ("simclr", "byol")
+# Part of every cache key: raise it when a change here changes what a pretraining produces (views, heads, loop),
+# so that no run starts from a backbone the current code would not make.
+RECIPE = 2
+
+
+class CachedBackboneError(UsageError):
+    """A cached backbone file that cannot be read or does not fit the model."""
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Everything that decides a pretraining's result, and so its cache key (with the images)."""
+
+    method: str
+    epochs: int
+    model: str
+    in_channels: int
+    image_size: int | None
+    weights: str | None
+    hflip: bool
+    seed: int
+    batch_size: int = 256
+    lr: float = 1e-3
+
+
+def settings_for(config, channels: int) -> PretrainSettings:
+    """The pretraining a run's settings ask for. A ``--weights`` file enters by its content, not its name."""
+    from .models.spec import looks_like_a_path
+
+    weights = config.weights
+    if weights is not None and looks_like_a_path(weights) and Path(weights).expanduser().is_file():
+        digest = hashlib.blake2b(Path(weights).expanduser().read_bytes(), digest_size=16).hexdigest()
+        weights = f"file:{digest}"
+    return PretrainSettings(method=config.ssl, epochs=config.ssl_epochs, model=config.model, in_channels=channels,
+                            image_size=config.image_size, weights=weights, hflip=config.hflip, seed=config.seed)
+
+
+def cache_dir() -> Path:
+    """``$ALPLUG_CACHE_DIR``, else ``$XDG_CACHE_HOME/alplug``, else ``~/.cache/alplug``; backbones go in ``backbones/``."""
+    root = os.environ.get("ALPLUG_CACHE_DIR")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "alplug"
+
+
+def images_fingerprint(images, ids: np.ndarray, chunk: int = 4096) -> str:
+    """A hash of the images at ``ids`` (their bytes, dtype and shape), read a chunk at a time (lazy pools)."""
+    h = hashlib.blake2b(digest_size=16)
+    ids = np.asarray(ids, dtype=np.int64)
+    h.update(repr((str(np.asarray(images[ids[:1]]).dtype), tuple(images.shape[1:]), len(ids))).encode())
+    h.update(ids.tobytes())
+    for start in range(0, len(ids), chunk):
+        h.update(np.ascontiguousarray(images[ids[start:start + chunk]]).tobytes())
+    return h.hexdigest()
+
+
+def cache_key(settings: PretrainSettings, fingerprint: str) -> str:
+    text = json.dumps({"settings": asdict(settings), "images": fingerprint, "recipe": RECIPE}, sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True)
+class PretrainedBackbone:
+    """A cached pretraining: its key, its file, and whether this call made it or found it."""
+
+    key: str
+    path: Path
+    reused: bool
+
+    def record(self) -> dict:
+        """What a run directory records about the backbone it used."""
+        return {"key": self.key, "path": str(self.path)}
+
+
+def _lightly():
+    try:
+        import lightly  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("--ssl needs lightly: pip install 'alplug[ssl]'") from None
+
+
+def view_size(module, height: int, width: int) -> tuple[int, int]:
+    """The side lengths ``module.prepare`` gives an (height, width) image, which the views are cropped to."""
+    if module.image_size is not None:
+        return module.image_size, module.image_size
+    if min(height, width) < module.min_size:
+        scale = module.min_size / min(height, width)
+        return max(module.min_size, round(height * scale)), max(module.min_size, round(width * scale))
+    return height, width
+
+
+def view_transforms(method: str, channels: int, size: tuple[int, int], hflip: bool):
+    """lightly's two-view transform for ``method``, on (C, H, W) image tensors, returning floats in [0, 1].
+
+    Changed from lightly's ImageNet defaults because alplug's images can be small, grey or many-channel:
+    crops keep at least 40% of the image (8 px digits lose their stroke at lightly's 8%), no blur, ±15°
+    rotation like ``--augment``, horizontal flips only with ``--hflip`` (digits and letters change meaning),
+    colour jitter without saturation or hue for grey images and none beyond three channels, and no
+    normalisation (the model normalises). Views keep the input's dtype.
+    """
+    from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform, SimCLRTransform
+
+    colour = {"cj_prob": 0.8 if channels in (1, 3) else 0.0, "random_gray_scale": 0.2 if channels == 3 else 0.0}
+    if channels != 3:
+        colour.update(cj_sat=0.0, cj_hue=0.0)
+    common = dict(input_size=size, min_scale=0.4, hf_prob=0.5 if hflip else 0.0, rr_prob=0.5, rr_degrees=15,
+                  gaussian_blur=0.0, normalize=None, **colour)
+    if method == "simclr":
+        transform = SimCLRTransform(**common)
+    else:
+        transform = BYOLTransform(view_1_transform=BYOLView1Transform(**common),
+                                  view_2_transform=BYOLView2Transform(**{**common, "solarization_prob": 0.0}))
+    # lightly ends each view with ToTensor, for PIL images, and its blur goes through PIL even at probability 0;
+    # ours are tensors already, and PIL refuses more than four channels. Without those two steps the views
+    # keep the input's dtype (uint8 images are scaled by the model, as in training).
+    def kept(step) -> bool:
+        name = type(step).__name__
+        return name != "ToTensor" and not (name == "GaussianBlur" and getattr(step, "prob", 1.0) == 0.0)
+
+    for view in transform.transforms:
+        view.transform.transforms = [t for t in view.transform.transforms if kept(t)]
+    return transform
+
+
+class _SimCLR:
+    """SimCLR: projection head and NT-Xent loss over the two views (lightly's modules)."""
+
+    def __init__(self, module, epochs: int, steps: int):
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import SimCLRProjectionHead
+
+        d = module.embedding_dim
+        self.head = SimCLRProjectionHead(d, d, 128)
+        self.criterion = NTXentLoss(temperature=0.5)
+        self.trainable = [self.head]
+
+    def loss(self, module, x0, x1, step: int):
+        return self.criterion(self.head(module.embed(x0)), self.head(module.embed(x1)))
+
+
+class _BYOL:
+    """BYOL: an online backbone with projection and prediction heads chasing a momentum copy (lightly's)."""
+
+    def __init__(self, module, epochs: int, steps: int):
+        import copy
+
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+        from lightly.models.utils import deactivate_requires_grad
+
+        d = module.embedding_dim
+        self.projection, self.prediction = BYOLProjectionHead(d, 1024, 256), BYOLPredictionHead(256, 1024, 256)
+        self.target_backbone = copy.deepcopy(module.backbone)
+        self.target_projection = copy.deepcopy(self.projection)
+        deactivate_requires_grad(self.target_backbone)
+        deactivate_requires_grad(self.target_projection)
+        self.criterion = NegativeCosineSimilarity()
+        self.trainable = [self.projection, self.prediction]
+        self.total_steps = max(1, epochs * steps)
+
+    def loss(self, module, x0, x1, step: int):
+        import torch
+        from lightly.models.utils import update_momentum
+        from lightly.utils.scheduler import cosine_schedule
+
+        momentum = cosine_schedule(step, self.total_steps, 0.99, 1.0)
+        update_momentum(module.backbone, self.target_backbone, m=momentum)
+        update_momentum(self.projection, self.target_projection, m=momentum)
+
+        def online(x):
+            return self.prediction(self.projection(module.embed(x)))
+
+        with torch.no_grad():
+            def target(x):
+                return self.target_projection(module.pool(self.target_backbone(module.prepare(x)))).detach()
+            t0, t1 = target(x0), target(x1)
+        return 0.5 * (self.criterion(online(x0), t1) + self.criterion(online(x1), t0))
+
+
+_METHOD_CLASSES = {"simclr": _SimCLR, "byol": _BYOL}
+
+
+def _progress_line(text: str, stream=None) -> None:
+    stream = stream or sys.stderr
+    if stream.isatty():
+        stream.write("\r" + text.ljust(70))
+        stream.flush()
+
+
+def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str = "cpu",
+             progress: bool = False, weights: str | None = None):
+    """Train the backbone of ``settings.model`` on ``images[ids]`` with ``settings.method``; returns the module.
+
+    Seeded by ``settings.seed``: the same settings and images give the same weights on the same device.
+    Reads one batch of images at a time (``images`` may be a memory map). ``weights``: the ``--weights`` text
+    the backbone starts from, when ``settings.weights`` holds a file's digest instead.
+    """
+    _lightly()
+    import torch
+
+    from .data.lazy import as_model_input
+    from .models import ImageClassifier
+
+    if settings.method not in _METHOD_CLASSES:
+        from .errors import UnknownNameError
+
+        raise UnknownNameError("--ssl method", settings.method, METHODS)
+    ids = np.sort(np.asarray(ids, dtype=np.int64))
+    if len(ids) < 2:
+        raise UsageError(f"--ssl needs at least 2 unlabeled images, the pool has {len(ids)}")
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    module = ImageClassifier(settings.model, settings.in_channels, 2, image_size=settings.image_size,
+                             weights=weights if weights is not None else settings.weights).to(device)
+    size = view_size(module, *images.shape[2:4])
+    views = view_transforms(settings.method, settings.in_channels, size, settings.hflip)
+    batch_size = min(settings.batch_size, len(ids))
+    steps = len(ids) // batch_size  # the last partial batch is dropped: a batch of one breaks BatchNorm
+    method = _METHOD_CLASSES[settings.method](module, settings.epochs, steps)
+    for part in method.trainable:
+        part.to(device)
+    params = list(module.backbone.parameters()) + [p for part in method.trainable for p in part.parameters()]
+    optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=1e-6)
+    module.train()
+    for part in method.trainable:
+        part.train()
+    step, started = 0, time.perf_counter()
+    for epoch in range(settings.epochs):
+        order = rng.permutation(ids)
+        total = 0.0
+        for b in range(steps):
+            batch_ids = np.sort(order[b * batch_size:(b + 1) * batch_size])
+            block = torch.as_tensor(as_model_input(images[batch_ids]))
+            pairs = [views(img) for img in block]
+            x0 = torch.stack([a for a, _ in pairs]).to(device)
+            x1 = torch.stack([b_ for _, b_ in pairs]).to(device)
+            loss = method.loss(module, x0, x1, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            step += 1
+        if progress:
+            _progress_line(f"  pretraining epoch {epoch + 1}/{settings.epochs} loss {total / steps:.3f} "
+                           f"({time.perf_counter() - started:.0f}s)")
+    if progress:
+        _progress_line("")
+        sys.stderr.write("\r") if sys.stderr.isatty() else None
+    return module.eval()
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (a study's workers pretraining the same key wait for the first)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the atomic rename still keeps the cache whole
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, device: str = "cpu",
+                        echo=print, progress: bool = False, directory: Path | None = None,
+                        weights: str | None = None) -> PretrainedBackbone:
+    """The cached backbone for these settings and images, pretraining it first on a cache miss."""
+    from .rundir import atomic_write
+
+    directory = Path(directory) if directory is not None else cache_dir() / "backbones"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the backbone cache {directory} ({exc.strerror}); "
+                         "set ALPLUG_CACHE_DIR to a writable folder") from None
+    key = cache_key(settings, images_fingerprint(images, ids))
+    path = directory / f"{settings.method}-{key}.pt"
+    with _locked(directory / f".{key}.lock"):
+        if path.is_file():
+            echo(f"self-supervised backbone: reusing {settings.method} pretraining {key} from {directory}")
+            return PretrainedBackbone(key, path, reused=True)
+        echo(f"self-supervised backbone: pretraining {settings.model} with {settings.method} on {len(ids):,} "
+             f"unlabeled images for {settings.epochs} epochs (cached as {key})")
+        started = time.perf_counter()
+        module = pretrain(settings, images, ids, device=device, progress=progress, weights=weights)
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save({f"backbone.{k}": v.detach().cpu() for k, v in module.backbone.state_dict().items()}, buf)
+        atomic_write(path, buf.getvalue(), exclusive=True)
+        atomic_write(directory / f"{settings.method}-{key}.json",
+                     json.dumps({"settings": asdict(settings), "images": len(ids),
+                                 "seconds": round(time.perf_counter() - started, 1)}, indent=2) + "\n")
+        echo(f"self-supervised backbone: pretrained in {time.perf_counter() - started:.0f}s")
+        return PretrainedBackbone(key, path, reused=False)
+
+
+def load_backbone_file(backbone, path: str | Path) -> None:
+    """Load a cached backbone (``backbone.``-prefixed state dict) into ``backbone``; every key must fit."""
+    from .models.spec import ModelWeightsError, load_state_dict_file
+
+    try:
+        state = load_state_dict_file(path)
+    except ModelWeightsError as exc:
+        raise CachedBackboneError(f"{exc}; remove the cached file to pretrain again") from None
+    state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    try:
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise CachedBackboneError(f"cached backbone {path} does not fit the model: "
+                                  f"{str(exc).splitlines()[-1].strip()}") from None
+    if missing or unexpected:
+        raise CachedBackboneError(f"cached backbone {path} does not fit the model: {len(missing)} missing and "
+                                  f"{len(unexpected)} unexpected keys; remove it to pretrain again")

@@ -1,0 +1,353 @@
+"""Learning from the unlabeled pool: --ssl (pretraining and its cache), --semi (losses and the unlabeled
+stream) and --freeze-backbone (docs/low-budget.md)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from alplug import semi, ssl
+from alplug.config import SEMI_METHODS, SSL_METHODS, RunConfig
+from alplug.errors import UsageError
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Every test pretrains into its own cache, never the user's."""
+    monkeypatch.setenv("ALPLUG_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def small_npz(tmp_path_factory, digits):
+    """300 digits as an npz data set: a pool of about a hundred images keeps --semi and --ssl runs to seconds."""
+    path = tmp_path_factory.mktemp("data") / "digits300.npz"
+    np.savez(path, X=digits.X[:300, 0], y=digits.y[:300])  # (N, H, W): grey
+    return path
+
+
+SMALL = ["--n-start", "1", "--per-round", "4", "--epochs", "1", "--batch-size", "16", "--test-size", "100",
+         "--val1-size", "40", "--val2-size", "40", "--ssl-epochs", "1"]
+
+
+class CountingImages:
+    """An image array that records every read: which ids, and how many at once."""
+
+    def __init__(self, array):
+        self.array, self.reads = array, []
+        self.shape, self.dtype = array.shape, array.dtype
+
+    def __len__(self):
+        return len(self.array)
+
+    def __getitem__(self, ids):
+        ids = np.atleast_1d(np.asarray(ids))
+        self.reads.append(ids.copy())
+        return self.array[ids]
+
+
+# ---- the losses, on hand-worked batches -----------------------------------------------------------------------
+
+def test_entropy_loss_by_hand():
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])  # p = (1/2, 1/2) and (3/4, 1/4)
+    by_hand = (math.log(2) + -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))) / 2
+    assert semi.entropy_loss(logits).item() == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_pseudo_label_loss_by_hand():
+    target = torch.tensor([[math.log(19.0), 0.0], [0.0, 0.0]])  # confidences 0.95 and 0.5
+    logits = torch.tensor([[0.0, 0.0], [5.0, 0.0]])
+    # row 1: target class 0, CE of (0, 0) = ln 2; row 2 is below the threshold and counts as 0; mean over both
+    assert semi.pseudo_label_loss(target, logits, threshold=0.9).item() == pytest.approx(math.log(2) / 2, rel=1e-6)
+    assert semi.pseudo_label_loss(target, logits, threshold=0.99).item() == 0.0
+    # no gradient flows into the targets
+    t = target.clone().requires_grad_(True)
+    semi.pseudo_label_loss(t, logits.clone().requires_grad_(True), 0.9).backward()
+    assert t.grad is None
+
+
+@pytest.mark.parametrize("method", SEMI_METHODS)
+def test_semi_loss_by_hand(method):
+    """forward: 1x1x2 images to the logits 10 * pixels, so every term can be worked out on paper."""
+    def forward(x):
+        return 10 * x.reshape(len(x), 2)
+
+    X = torch.tensor([[[[1.0, 0.0]]]])  # logits (10, 0), label 0
+    y = torch.tensor([0])
+    weak = torch.tensor([[[[1.0, 0.0]]], [[[0.05, 0.0]]]])  # confident class 0 (1 - 4.5e-5), unsure (0.62)
+    strong = torch.tensor([[[[0.0, 1.0]]], [[[1.0, 0.0]]]])
+    sup, unl = semi.semi_loss(method, forward, X, y, weak, strong, weight=2.0, threshold=0.95)
+    ce_confident = math.log1p(math.exp(-10))  # CE of logits (10, 0) for class 0
+    assert sup.item() == pytest.approx(ce_confident, abs=1e-7)
+    if method == "entropy":
+        def h(a):  # entropy of softmax(a, 0)
+            p = 1 / (1 + math.exp(-a))
+            return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+        expected = 2.0 * (h(10.0) + h(0.5)) / 2
+    elif method == "pseudo":  # targets and predictions both from the weak view: only row 1 counts
+        expected = 2.0 * ce_confident / 2
+    else:  # fixmatch: row 1's target 0 from the weak view, scored on the strong view's logits (0, 10)
+        expected = 2.0 * (10 + ce_confident) / 2
+    assert unl.item() == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
+def test_method_lists_agree():
+    assert SEMI_METHODS == semi.METHODS and SSL_METHODS == ssl.METHODS
+
+
+# ---- the unlabeled stream ----------------------------------------------------------------------------------
+
+def test_unlabeled_stream_reads_one_batch_at_a_time_and_only_its_ids(digits):
+    from alplug.data.lazy import IndexedImages
+
+    images = CountingImages(digits.X)
+    ids = np.arange(200, 500)
+    loader = semi.unlabeled_loader(IndexedImages(images, ids), 24, "fixmatch", 1, hflip=False)
+    stream = semi.Forever(loader)
+    for _ in range(30):  # more than two passes
+        weak, strong = next(stream)
+        assert weak.shape == strong.shape == (24, 1, 8, 8)
+    assert max(len(r) for r in images.reads) <= 24
+    assert set(np.concatenate(images.reads)) <= set(ids)
+
+
+def test_a_semi_supervised_fit_reads_no_more_than_a_batch_and_only_pool_images(digits):
+    from alplug.estimators import make_estimator
+
+    images = CountingImages(digits.X)
+    labeled, unlabeled, held_out = np.arange(0, 20), np.arange(20, 120), np.arange(120, 1797)
+    net = make_estimator("squeezenet1_1", in_channels=1, num_classes=10, epochs=2, batch_size=8, images=images,
+                         semi="fixmatch", semi_ratio=3, device="cpu")
+    net.unlabeled = unlabeled
+    net.fit(labeled, digits.y[labeled])
+    read = np.concatenate(images.reads)
+    assert not np.isin(read, held_out).any()
+    assert np.isin(unlabeled, read).all()  # the stream went over the pool
+    assert max(len(r) for r in images.reads) <= 3 * 8
+    # an epoch is one pass over the unlabeled stream: 100 images / (3 x 8) per step = 5 steps
+    assert [row["train_batch_count"] for row in net.history] == [5, 5]
+
+
+# ---- --freeze-backbone ---------------------------------------------------------------------------------------
+
+def test_freeze_backbone_leaves_the_backbone_unchanged_and_computes_features_once(digits, tmp_path):
+    from alplug.estimators import make_estimator
+    from alplug.models import ImageClassifier
+
+    torch.manual_seed(0)
+    start = ImageClassifier("resnet18", 1, 10)
+    file = tmp_path / "backbone.pt"
+    torch.save({f"backbone.{k}": v for k, v in start.backbone.state_dict().items()}, file)
+    before = {k: v.clone() for k, v in start.backbone.state_dict().items()}
+
+    images = CountingImages(digits.X)
+    net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=3, batch_size=16, images=images,
+                         backbone_file=str(file), freeze_backbone=True, device="cpu")
+    labeled = np.arange(60)
+    net.fit(labeled, digits.y[labeled])
+    after = net.module_.backbone.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BatchNorm statistics
+    assert not torch.equal(net.module_.head[1].weight, ImageClassifier("resnet18", 1, 10).head[1].weight)
+
+    n_reads = len(images.reads)
+    proba = net.predict_proba(labeled)  # features of these ids were computed for training
+    assert len(images.reads) == n_reads
+    with torch.no_grad():
+        direct = torch.softmax(net.module_.eval()(torch.as_tensor(digits.X[:60])), 1).numpy()
+    np.testing.assert_allclose(proba, direct, atol=1e-5)
+    net.predict_proba(np.arange(60, 100))
+    assert set(np.concatenate(images.reads[n_reads:])) == set(range(60, 100))  # only the new ids were read
+
+
+# ---- self-supervised pretraining and its cache ---------------------------------------------------------------
+
+def _settings(**changes):
+    base = ssl.PretrainSettings(method="simclr", epochs=1, model="squeezenet1_1", in_channels=1, image_size=None,
+                                weights=None, hflip=False, seed=0, batch_size=32)
+    return dataclasses.replace(base, **changes)
+
+
+def test_every_setting_and_every_image_enters_the_cache_key(digits):
+    ids = np.arange(100)
+    fingerprint = ssl.images_fingerprint(digits.X, ids)
+    key = ssl.cache_key(_settings(), fingerprint)
+    assert key == ssl.cache_key(_settings(), ssl.images_fingerprint(digits.X.copy(), ids))  # content, not identity
+    changed = {"method": "byol", "epochs": 2, "model": "resnet18", "in_channels": 3, "image_size": 48,
+               "weights": "DEFAULT", "hflip": True, "seed": 1, "batch_size": 64, "lr": 0.01}
+    assert set(changed) == {f.name for f in dataclasses.fields(ssl.PretrainSettings)}
+    for name, value in changed.items():
+        assert ssl.cache_key(_settings(**{name: value}), fingerprint) != key, name
+    assert ssl.images_fingerprint(digits.X, np.arange(1, 101)) != fingerprint
+    X = digits.X.copy()
+    X[57, 0, 3, 3] ^= 1  # one pixel of one image
+    assert ssl.images_fingerprint(X, ids) != fingerprint
+
+
+def test_pretraining_takes_any_channel_count(rng):
+    """lightly's views go through PIL (ToTensor, blur), which refuses more than four channels."""
+    images = rng.integers(0, 256, size=(8, 5, 12, 12), dtype=np.uint8)
+    module = ssl.pretrain(_settings(in_channels=5, batch_size=4), images, np.arange(8))
+    assert module.backbone[0].in_channels == 5
+
+
+def test_a_weights_file_enters_the_key_by_content(tmp_path):
+    file = tmp_path / "w.pt"
+    file.write_bytes(b"one")
+    config = RunConfig(ssl="simclr", weights=str(file))
+    first = ssl.settings_for(config, 1)
+    file.write_bytes(b"two")
+    assert ssl.settings_for(config, 1) != first
+
+
+def test_pretraining_is_cached_and_reused(digits, tmp_path):
+    ids = np.arange(64)
+    messages = []
+    first = ssl.pretrained_backbone(_settings(), digits.X, ids, echo=messages.append)
+    assert not first.reused and first.path.is_file() and "pretraining" in messages[0]
+    made = first.path.stat().st_mtime_ns
+    second = ssl.pretrained_backbone(_settings(), digits.X, ids, echo=messages.append)
+    assert second.reused and second.path == first.path and "reusing" in messages[-1]
+    assert first.path.stat().st_mtime_ns == made  # never rewritten
+    third = ssl.pretrained_backbone(_settings(seed=1), digits.X, ids, echo=messages.append)
+    assert not third.reused and third.path != first.path
+    # what it holds starts an ImageClassifier; the same seed and images give the same weights
+    from alplug.models import ImageClassifier
+
+    loaded = ImageClassifier("squeezenet1_1", 1, 10, backbone_file=str(first.path))
+    again = ssl.pretrain(_settings(), digits.X, ids)
+    for (k, a), b in zip(loaded.backbone.state_dict().items(), again.backbone.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_a_damaged_cached_backbone_is_a_one_line_error_and_is_kept(tmp_path):
+    from alplug.models import ImageClassifier
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ssl.CachedBackboneError, match="remove the cached file"):
+        ImageClassifier("squeezenet1_1", 1, 10, backbone_file=str(bad))
+    assert bad.read_bytes() == b"not a checkpoint"
+    other = tmp_path / "other.pt"
+    torch.save({"backbone.nothing": torch.zeros(1)}, other)
+    with pytest.raises(ssl.CachedBackboneError, match="does not fit"):
+        ImageClassifier("squeezenet1_1", 1, 10, backbone_file=str(other))
+
+
+def test_missing_lightly_says_which_extra(monkeypatch):
+    from alplug.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "lightly", None)
+    with pytest.raises(MissingDependencyError, match=r"alplug\[ssl\]"):
+        ssl.pretrain(_settings(), np.zeros((4, 1, 8, 8), np.uint8), np.arange(4))
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"ssl": "mae"}, "--ssl = 'mae'"), ({"semi": "mixmatch"}, "--semi = 'mixmatch'"),
+    ({"ssl_epochs": 0}, "--ssl-epochs = 0"), ({"semi_threshold": 1.5}, "--semi-threshold = 1.5"),
+    ({"semi_ratio": 0}, "--semi-ratio = 0"), ({"semi_weight": -1.0}, "--semi-weight = -1.0"),
+    ({"freeze_backbone": "yes"}, "--freeze-backbone = 'yes'")])
+def test_bad_low_budget_settings_are_one_line_errors(values, message):
+    with pytest.raises(UsageError, match=message):
+        RunConfig(**values).validate()
+
+
+# ---- in a run -----------------------------------------------------------------------------------------------
+
+def test_test_and_validation_images_never_reach_pretraining_or_the_unlabeled_stream(small_npz, tmp_path,
+                                                                                    monkeypatch):
+    from alplug import loop
+    from alplug.rundir import RunDirectory
+
+    seen = {"pretrain": [], "unlabeled": []}
+    pretrain, loader = ssl.pretrain, semi.unlabeled_loader
+
+    def spy_pretrain(settings, images, ids, **kw):
+        seen["pretrain"].append(np.asarray(ids).copy())
+        return pretrain(settings, images, ids, **kw)
+
+    def spy_loader(dataset, *a, **kw):
+        seen["unlabeled"].append(dataset.ids.copy())
+        return loader(dataset, *a, **kw)
+
+    monkeypatch.setattr(ssl, "pretrain", spy_pretrain)
+    monkeypatch.setattr(semi, "unlabeled_loader", spy_loader)
+    config = RunConfig.from_dict(dict(dataset=f"npz:{small_npz}", model="squeezenet1_1", n_start=1, per_round=4,
+                                      rounds=2, epochs=1, batch_size=16, test_size=100, val1_size=40, val2_size=40,
+                                      ssl="simclr", ssl_epochs=1, semi="pseudo"))
+    run = loop.ActiveLearningRun(config, echo=lambda _: None)
+    result = run.run(RunDirectory.create(tmp_path / "run", config))
+    s = run.splits
+    held_out = np.concatenate([s.test, s.val1, s.val2])
+    assert len(seen["pretrain"]) == 1 and len(seen["unlabeled"]) == 3  # one pretraining; a stream per fit
+    np.testing.assert_array_equal(np.sort(seen["pretrain"][0]), np.sort(np.concatenate([s.pool, s.initial])))
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    for fit, ids in enumerate(seen["unlabeled"]):  # fit k: the pool less the images labeled by round k
+        assert not np.isin(ids, held_out).any() and not np.isin(ids, s.initial).any()
+        np.testing.assert_array_equal(np.sort(ids), np.setdiff1d(s.pool, state["queried"][:4 * fit]))
+    assert result["ssl_backbone"]["key"] and state["ssl_backbone"] == result["ssl_backbone"]
+
+
+def test_a_second_run_on_the_same_images_reuses_the_pretraining(small_npz, tmp_path):
+    from click.testing import CliRunner
+
+    from alplug.cli import cli
+
+    args = ["--dataset", f"npz:{small_npz}", "--model", "squeezenet1_1", *SMALL, "--rounds", "0", "--ssl", "simclr"]
+    first = CliRunner().invoke(cli, ["run", "--out", str(tmp_path / "a"), *args])
+    assert first.exit_code == 0, first.output
+    assert "self-supervised backbone: pretraining" in first.output
+    second = CliRunner().invoke(cli, ["run", "--out", str(tmp_path / "b"), *args, "--query", "entropy"])
+    assert second.exit_code == 0 and "self-supervised backbone: reusing" in second.output
+    third = CliRunner().invoke(cli, ["run", "--out", str(tmp_path / "c"), *args, "--ssl-epochs", "2"])
+    assert third.exit_code == 0 and "self-supervised backbone: pretraining" in third.output
+    keys = [json.loads((tmp_path / d / "result.json").read_text())["ssl_backbone"]["key"] for d in "abc"]
+    assert keys[0] == keys[1] != keys[2]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ssl_fixmatch_margin_killed_at_a_random_point_resumes_to_the_same_history(small_npz, tmp_path, seed,
+                                                                                   monkeypatch):
+    from test_cli import invoke, read_history
+
+    args = ["--dataset", f"npz:{small_npz}", "--model", "squeezenet1_1", *SMALL, "--rounds", "3", "--seed", "5",
+            "--ssl", "simclr", "--semi", "fixmatch", "--query", "margin"]
+    whole = tmp_path / "whole"
+    result = invoke("run", "--out", whole, *args)
+    assert result.exit_code == 0, result.output
+
+    # A random moment between the start (-1: during pretraining, before round 0) and the end of round 2.
+    rng = np.random.default_rng(seed)
+    killed = tmp_path / "killed"
+    monkeypatch.setenv("ALPLUG_CACHE_DIR", str(tmp_path / "cache-killed"))  # its own: the kill may cut pretraining
+    proc = subprocess.Popen([sys.executable, "-m", "alplug", "run", "--out", str(killed), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target_round = int(rng.integers(-1, 3))
+    delay = float(rng.uniform(0, 1.0))
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            state = killed / "state.json"
+            started = (killed / "config.toml").exists() if target_round < 0 else \
+                state.exists() and json.loads(state.read_text())["round"] >= target_round
+            if started:
+                time.sleep(delay)
+                break
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (killed / "result.json").exists()
+
+    result = invoke("run", "--resume", killed)
+    assert result.exit_code == 0, result.output
+    assert read_history(killed) == read_history(whole)
+    a, b = (json.loads((d / "result.json").read_text()) for d in (killed, whole))
+    assert a["test_accuracy"] == b["test_accuracy"] and a["ssl_backbone"]["key"] == b["ssl_backbone"]["key"]
