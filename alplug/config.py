@@ -41,7 +41,7 @@ class RunConfig:
     dropout: float | None = None
     freeze_backbone: bool = False
     ssl: str | None = None
-    ssl_epochs: int = 30
+    ssl_epochs: int = 20
     semi: str | None = None
     semi_weight: float = 1.0
     semi_threshold: float = 0.95

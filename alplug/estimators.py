@@ -163,9 +163,13 @@ class ImageClassifierNet(NeuralNetClassifier):
         from .semi import Cycle, Forever, steps_per_epoch, unlabeled_loader
 
         unlabeled = self.get_dataset(self.unlabeled)
+        features = isinstance(dataset, FeatureDataset)  # a frozen backbone: entropy and pseudo-labels need no views
+        if features:
+            unlabeled = FeatureDataset(self.backbone_features(unlabeled.ids))
         channels = int(self.images.shape[1]) if self.images is not None else int(np.asarray(self.unlabeled).shape[1])
         batch = self.semi_ratio * self.batch_size
-        self._unlabeled_batches = Forever(unlabeled_loader(unlabeled, batch, self.semi, channels, self.semi_hflip))
+        self._unlabeled_batches = Forever(unlabeled_loader(unlabeled, batch, self.semi, channels, self.semi_hflip,
+                                                           features=features))
         return Cycle(iterator, steps_per_epoch(len(unlabeled), self.batch_size, self.semi_ratio))
 
     def train_step_single(self, batch, **fit_params):
@@ -179,12 +183,18 @@ class ImageClassifierNet(NeuralNetClassifier):
         Xi, yi = unpack_data(batch)
         weak, strong = next(self._unlabeled_batches)
         device = self.device
+        forward = self.module_
+        if isinstance(Xi, dict):  # a frozen backbone's cached features, labeled and unlabeled alike
+            Xi = Xi["features"]
+
+            def forward(features):
+                return self.module_(features=features)
 
         def move(x):
             return None if x is None else x.to(device, non_blocking=True)
 
         with self.autocast():
-            supervised, unlabeled = semi_loss(self.semi, self.module_, move(Xi), move(torch.as_tensor(yi)).long(),
+            supervised, unlabeled = semi_loss(self.semi, forward, move(Xi), move(torch.as_tensor(yi)).long(),
                                               move(weak), move(strong), weight=self.semi_weight,
                                               threshold=self.semi_threshold)
         loss = supervised + unlabeled
@@ -205,8 +215,8 @@ class ImageClassifierNet(NeuralNetClassifier):
         if not (getattr(module, "frozen", False) and isinstance(dataset, IndexedImages)
                 and dataset.images is self.images):
             return None
-        if training and (hasattr(self, "iterator_train__collate_fn") or self.semi):
-            return None
+        if training and (hasattr(self, "iterator_train__collate_fn") or self.semi == "fixmatch"):
+            return None  # the views change every step
         return FeatureDataset(self.backbone_features(dataset.ids), dataset.y)
 
     def backbone_features(self, ids: np.ndarray) -> np.ndarray:

@@ -82,13 +82,25 @@ class TwoViews:
         return weak, strong
 
 
-def unlabeled_loader(dataset, batch_size: int, method: str, channels: int, hflip: bool, **loader_kwargs):
+class Features:
+    """``collate_fn`` of an unlabeled stream of a frozen backbone's cached features: (features, None)."""
+
+    def __call__(self, batch):
+        return default_collate([x["features"] for x, _ in batch]), None
+
+
+def unlabeled_loader(dataset, batch_size: int, method: str, channels: int, hflip: bool, features: bool = False,
+                     **loader_kwargs):
     """Shuffled batches of the unlabeled dataset (read lazily by the DataLoader, one batch at a time), with the
-    views ``method`` needs. Shuffling draws from torch's generator, which the run seeds per round."""
-    weak = weak_augmentation(channels, hflip)
-    strong = strong_augmentation(channels, hflip) if method == "fixmatch" else None
+    views ``method`` needs, or (``features``) a frozen backbone's cached features, which entropy and pseudo-labels
+    use as they are. Shuffling draws from torch's generator, which the run seeds per round."""
+    if features:
+        collate = Features()
+    else:
+        weak = weak_augmentation(channels, hflip)
+        collate = TwoViews(weak, strong_augmentation(channels, hflip) if method == "fixmatch" else None)
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) > batch_size,
-                      collate_fn=TwoViews(weak, strong), **loader_kwargs)
+                      collate_fn=collate, **loader_kwargs)
 
 
 def steps_per_epoch(n_unlabeled: int, batch_size: int, ratio: int) -> int:
@@ -134,7 +146,8 @@ class Forever:
 
 
 def semi_loss(method: str, forward, X_labeled, y, weak, strong, *, weight: float, threshold: float):
-    """(supervised loss, unlabeled loss) of one step; ``forward`` maps a batch of images to logits.
+    """(supervised loss, unlabeled loss) of one step; ``forward`` maps a batch of images (or of a frozen
+    backbone's features) to logits.
 
     Labeled and unlabeled images go through one forward pass, so BatchNorm normalises them together (as
     FixMatch does) instead of seeing a labeled-only batch of a few images.

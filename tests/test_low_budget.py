@@ -167,6 +167,38 @@ def test_freeze_backbone_leaves_the_backbone_unchanged_and_computes_features_onc
     assert set(np.concatenate(images.reads[n_reads:])) == set(range(60, 100))  # only the new ids were read
 
 
+@pytest.mark.parametrize("method", ["entropy", "pseudo"])
+def test_a_frozen_backbone_learns_from_cached_features_of_the_unlabeled_pool(digits, method, tmp_path):
+    """entropy and pseudo-labels need no views: with a frozen backbone each image is read once, whatever the
+    number of epochs, and the backbone does not change."""
+    from alplug.estimators import make_estimator
+    from alplug.models import ImageClassifier
+
+    torch.manual_seed(0)
+    start = ImageClassifier("squeezenet1_1", 1, 10).backbone.state_dict()
+    file = tmp_path / "backbone.pt"
+    torch.save({f"backbone.{k}": v for k, v in start.items()}, file)
+
+    def fit(images, **semi_settings):
+        net = make_estimator("squeezenet1_1", in_channels=1, num_classes=10, epochs=4, batch_size=8, images=images,
+                             backbone_file=str(file), freeze_backbone=True, device="cpu", **semi_settings)
+        net.unlabeled = np.arange(40, 140)
+        torch.manual_seed(0)
+        return net.fit(np.arange(40), digits.y[:40])
+
+    images = CountingImages(digits.X)
+    net = fit(images, semi=method, semi_threshold=0.0)
+    read = np.concatenate(images.reads)
+    assert len(read) == 140 and set(read) == set(range(140))  # every image once
+    assert [row["train_batch_count"] for row in net.history] == [7] * 4  # 100 / (2 x 8) per epoch
+    after = net.module_.backbone.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in start.items())
+    # the unlabeled term moved the head: the same fit without it predicts otherwise
+    plain = fit(digits.X)
+    ids = np.arange(200, 300)
+    assert not np.allclose(plain.predict_proba(ids), net.predict_proba(ids), atol=1e-3)
+
+
 # ---- self-supervised pretraining and its cache ---------------------------------------------------------------
 
 def _settings(**changes):
@@ -351,3 +383,33 @@ def test_ssl_fixmatch_margin_killed_at_a_random_point_resumes_to_the_same_histor
     assert read_history(killed) == read_history(whole)
     a, b = (json.loads((d / "result.json").read_text()) for d in (killed, whole))
     assert a["test_accuracy"] == b["test_accuracy"] and a["ssl_backbone"]["key"] == b["ssl_backbone"]["key"]
+
+
+def test_a_labeling_project_pretrains_once_and_learns_from_its_unlabeled_images(tmp_path, monkeypatch):
+    from project_helpers import invoke as project_invoke
+    from project_helpers import make_project
+
+    seen = []
+    loader = semi.unlabeled_loader
+
+    def spy_loader(dataset, *a, **kw):
+        seen.append(len(dataset))
+        return loader(dataset, *a, **kw)
+
+    monkeypatch.setattr(semi, "unlabeled_loader", spy_loader)
+    project, truth = make_project(tmp_path, 8, "--ssl", "simclr", "--ssl-epochs", "1", "--semi", "entropy",
+                                  "--model", "squeezenet1_1")
+    paths = sorted(truth)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n" + "".join(f"{p},{truth[p]}\n" for p in paths[::2]))
+    assert project_invoke("project", "import", project, labels).exit_code == 0
+    outputs = []
+    for n in (1, 2):
+        result = project_invoke("project", "next", project, "-n", 3, "--out", tmp_path / f"b{n}.csv")
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    assert "self-supervised backbone: pretraining" in outputs[0]
+    assert "self-supervised backbone: reusing" in outputs[1]  # the held-out labels change, the images do not
+    unlabeled = len(truth) - len(paths[::2])
+    # each batch's model learns from the images nobody has labeled or has queued to label (batch 1's three)
+    assert seen == [unlabeled, unlabeled - 3]

@@ -103,8 +103,20 @@ def _next_batch(store: ProjectStore, n: int, echo) -> BatchResult:
         labeled_pos = np.asarray([position[row[0]] for row in labeled], dtype=np.int64)
         held = _holdout(y, seed)
         echo(f"training {cfg.model} on {int((~held).sum())} labels ...")
+        backbone = None
+        if cfg.ssl is not None:
+            # Pretrained on every readable image of the project: a set that stays put from batch to batch (the
+            # held-out labels change with each batch's seed), so every batch reuses one pretraining.
+            from ..estimators import resolve_device
+            from ..ssl import pretrained_backbone, settings_for
+
+            backbone = str(pretrained_backbone(settings_for(cfg, X.shape[1]), X, np.arange(len(ids)),
+                                               device=resolve_device(cfg.device), echo=echo,
+                                               weights=cfg.weights).path)
         torch.manual_seed(seed)
-        estimator = estimator_for(cfg, X.shape[1], len(classes), X, image_size=cfg.image_size or DEFAULT_IMAGE_SIZE)
+        estimator = estimator_for(cfg, X.shape[1], len(classes), X, image_size=cfg.image_size or DEFAULT_IMAGE_SIZE,
+                                  backbone_file=backbone)
+        estimator.unlabeled = pool  # --semi learns from the images nobody has labeled yet
         learner = active_learner_class()(estimator, check_run_settings(cfg)[cfg.query],
                                          X_training=labeled_pos[~held], y_training=y[~held])
         trained_on = int((~held).sum())

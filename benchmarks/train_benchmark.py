@@ -1,0 +1,165 @@
+"""What does training cost? Every figure is a ratio against a baseline measured in this run (docs/performance.md).
+
+    uv run python benchmarks/train_benchmark.py              # about 6 minutes on a 2-core CPU
+    uv run python benchmarks/train_benchmark.py --images 512 --model squeezenet1_1
+
+1. a supervised fit through alplug's estimator / a bare PyTorch loop over the same module, data, batch size,
+   epochs and optimizer; with and without alplug's one extra documented pass (BatchNorm recalibration)
+2. one self-supervised epoch (--ssl simclr, byol) over the images / one supervised epoch over the same images
+3. one semi-supervised epoch (--semi entropy, pseudo, fixmatch: one pass over the unlabeled stream, with 32
+   labels) / one supervised epoch over the same unlabeled images
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def best_of(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def images(n: int, seed: int = 0):
+    from alplug.data import load_dataset
+
+    d = load_dataset("digits")
+    pick = np.random.default_rng(seed).permutation(len(d.y))[:n]
+    return d.X, d.y, pick
+
+
+def estimator(model, X, epochs, batch_size, **kwargs):
+    from alplug.estimators import make_estimator
+
+    return make_estimator(model, in_channels=X.shape[1], num_classes=10, epochs=epochs, batch_size=batch_size,
+                          images=X, device="cpu", **kwargs)
+
+
+def bare_fit(model, X, y, ids, epochs, batch_size, seed=0):
+    """The same training written as the PyTorch tutorials do: the module, Adam, shuffled batches, cross-entropy."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from alplug.data.lazy import IndexedImages
+    from alplug.models import ImageClassifier
+
+    torch.manual_seed(seed)
+    module = ImageClassifier(model, X.shape[1], 10)
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    loader = DataLoader(IndexedImages(X, ids, y[ids]), batch_size=batch_size, shuffle=True)
+    criterion = torch.nn.CrossEntropyLoss()
+    module.train()
+    for _ in range(epochs):
+        for xb, yb in loader:
+            optimizer.zero_grad()
+            loss = criterion(module(torch.as_tensor(xb)), torch.as_tensor(yb).long())
+            loss.backward()
+            optimizer.step()
+    return module
+
+
+def figure_1(args, X, y, ids):
+    import torch
+
+    def alplug_fit(recalibrate=True):
+        torch.manual_seed(0)
+        net = estimator(args.model, X, args.epochs, args.batch_size)
+        if not recalibrate:
+            net.set_params(callbacks__recalibrate_bn=None)
+        net.fit(ids, y[ids])
+
+    bare = best_of(lambda: bare_fit(args.model, X, y, ids, args.epochs, args.batch_size), args.repeat)
+    full = best_of(alplug_fit, args.repeat)
+    without = best_of(lambda: alplug_fit(False), args.repeat)
+    return {"bare_s": bare, "alplug_s": full, "alplug_without_recalibration_s": without,
+            "ratio": full / bare, "ratio_without_recalibration": without / bare,
+            "recalibration_pass_epochs": (full - without) / (bare / args.epochs)}
+
+
+def figure_2(args, X, y, ids):
+    from alplug import ssl
+
+    def supervised_epoch():
+        estimator(args.model, X, 1, args.batch_size).fit(ids, y[ids])
+
+    sup = best_of(supervised_epoch, args.repeat)
+    out = {"supervised_epoch_s": sup}
+    for method in ("simclr", "byol"):
+        settings = ssl.PretrainSettings(method=method, epochs=1, model=args.model, in_channels=X.shape[1],
+                                        image_size=None, weights=None, hflip=False, seed=0,
+                                        batch_size=args.ssl_batch_size)
+        seconds = best_of(lambda: ssl.pretrain(settings, X, ids), args.repeat)
+        out[method] = {"epoch_s": seconds, "ratio": seconds / sup}
+    return out
+
+
+def figure_3(args, X, y, ids):
+    labeled, unlabeled = ids[:32], ids[32:]
+
+    def supervised_epoch():
+        estimator(args.model, X, 1, args.batch_size).fit(unlabeled, y[unlabeled])
+
+    sup = best_of(supervised_epoch, args.repeat)
+    out = {"supervised_epoch_s": sup, "unlabeled_images": int(len(unlabeled))}
+    for method in ("entropy", "pseudo", "fixmatch"):
+        def semi_epoch():
+            net = estimator(args.model, X, 1, args.batch_size, semi=method)
+            net.unlabeled = unlabeled
+            net.fit(labeled, y[labeled])
+
+        seconds = best_of(semi_epoch, args.repeat)
+        out[method] = {"epoch_s": seconds, "ratio": seconds / sup}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--ssl-batch-size", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--only", default="1,2,3")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
+    args = parser.parse_args()
+    import torch
+
+    X, y, ids = images(args.images)
+    print(f"# {args.model}, {args.images} digits images (8x8 -> 32x32), batch {args.batch_size}, best of "
+          f"{args.repeat}; torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    results = {}
+    only = set(args.only.split(","))
+    if "1" in only:
+        r = results["1"] = figure_1(args, X, y, ids)
+        print(f"1. supervised fit, {args.epochs} epochs: alplug {r['alplug_s']:.2f}s / bare PyTorch {r['bare_s']:.2f}s "
+              f"= {r['ratio']:.3f}; without the BatchNorm recalibration pass {r['ratio_without_recalibration']:.3f} "
+              f"(the pass costs {r['recalibration_pass_epochs']:.2f} epoch-equivalents)")
+    if "2" in only:
+        r = results["2"] = figure_2(args, X, y, ids)
+        for method in ("simclr", "byol"):
+            print(f"2. self-supervised epoch, {method}: {r[method]['epoch_s']:.2f}s / supervised epoch "
+                  f"{r['supervised_epoch_s']:.2f}s = {r[method]['ratio']:.2f}")
+    if "3" in only:
+        r = results["3"] = figure_3(args, X, y, ids)
+        for method in ("entropy", "pseudo", "fixmatch"):
+            print(f"3. semi-supervised epoch, {method}: {r[method]['epoch_s']:.2f}s / supervised epoch over the "
+                  f"{r['unlabeled_images']} unlabeled images {r['supervised_epoch_s']:.2f}s = {r[method]['ratio']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
