@@ -44,6 +44,7 @@ class RunOutcome:
     status: str  # "done" (already finished), "finished", "failed"
     error: str = ""
     worker: str = dataclasses.field(default_factory=_worker)  # host:pid that ran it
+    notes: list = dataclasses.field(default_factory=list)  # what the run said worth repeating (a reused pretraining)
 
 
 class Study:
@@ -122,8 +123,14 @@ def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int
                                      query_options=options_for(query, config.query_options))
         run_dir = RunDirectory.open(path) if (path / "config.toml").is_file() else RunDirectory.create(path, config)
         (path / "error.txt").unlink(missing_ok=True)
-        ActiveLearningRun(config, echo=lambda *_: None).run(run_dir)
-        return RunOutcome(run, "finished")
+        notes = []
+
+        def keep_notes(line: str) -> None:  # a run's own progress lines would interleave; these matter to a study
+            if line.startswith("self-supervised backbone:"):
+                notes.append(line)
+
+        ActiveLearningRun(config, echo=keep_notes).run(run_dir)
+        return RunOutcome(run, "finished", notes=notes)
     except BaseException as exc:  # report it with the run; the study goes on with the others
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -157,4 +164,6 @@ def run_study(study: Study, jobs: int | None = None, echo=print, backend: Backen
         outcomes.append(outcome)
         mark = "failed: " + outcome.error if outcome.status == "failed" else outcome.status
         echo(f"  [{len(outcomes)}/{len(todo)}] {outcome.run.name}: {mark} (on {outcome.worker})")
+        for note in outcome.notes:
+            echo(f"      {note}")
     return done + outcomes

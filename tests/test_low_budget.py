@@ -413,3 +413,16 @@ def test_a_labeling_project_pretrains_once_and_learns_from_its_unlabeled_images(
     unlabeled = len(truth) - len(paths[::2])
     # each batch's model learns from the images nobody has labeled or has queued to label (batch 1's three)
     assert seen == [unlabeled, unlabeled - 3]
+
+
+def test_a_study_pretrains_once_per_seed_and_says_so(small_npz, tmp_path):
+    from test_cli import invoke
+
+    result = invoke("compare", "--query", "random,margin", "--seeds", 1, "--jobs", 2, "--out", tmp_path / "study",
+                    "--dataset", f"npz:{small_npz}", "--model", "squeezenet1_1", *SMALL, "--rounds", "1",
+                    "--ssl", "simclr", "--freeze-backbone")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("self-supervised backbone: pretraining") == 1
+    assert result.output.count("self-supervised backbone: reusing") == 1
+    keys = {json.loads(p.read_text())["ssl_backbone"]["key"] for p in (tmp_path / "study").glob("runs/*/result.json")}
+    assert len(keys) == 1
