@@ -142,15 +142,17 @@ class ImageClassifierNet(NeuralNetClassifier):
     """
 
     def __init__(self, *args, amp: bool = True, images=None, semi: str | None = None, semi_weight: float = 1.0,
-                 semi_threshold: float = 0.95, semi_ratio: int = 2, semi_hflip: bool = False, **kwargs):
+                 semi_threshold: float = 0.95, semi_ratio: int = 2, semi_hflip: bool = False, unlabeled=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.amp = amp
         self.images = images
         self.semi, self.semi_weight, self.semi_threshold = semi, semi_weight, semi_threshold
         self.semi_ratio, self.semi_hflip = semi_ratio, semi_hflip
-        self.unlabeled = None
-        self._unlabeled_batches = None
-        self._feature_cache = None  # (backbone fingerprint, features array, filled mask)
+        self.unlabeled = unlabeled
+        # skorch treats every attribute without a trailing underscore as a constructor parameter (get_params, clone)
+        self.unlabeled_batches_ = None
+        self.feature_cache_ = None  # (backbone fingerprint, features array, filled mask)
 
     # ---- semi-supervised steps ------------------------------------------------------------------------------
     def get_iterator(self, dataset, training=False):
@@ -168,12 +170,12 @@ class ImageClassifierNet(NeuralNetClassifier):
             unlabeled = FeatureDataset(self.backbone_features(unlabeled.ids))
         channels = int(self.images.shape[1]) if self.images is not None else int(np.asarray(self.unlabeled).shape[1])
         batch = self.semi_ratio * self.batch_size
-        self._unlabeled_batches = Forever(unlabeled_loader(unlabeled, batch, self.semi, channels, self.semi_hflip,
+        self.unlabeled_batches_ = Forever(unlabeled_loader(unlabeled, batch, self.semi, channels, self.semi_hflip,
                                                            features=features))
         return Cycle(iterator, steps_per_epoch(len(unlabeled), self.batch_size, self.semi_ratio))
 
     def train_step_single(self, batch, **fit_params):
-        if self._unlabeled_batches is None:
+        if self.unlabeled_batches_ is None:
             return super().train_step_single(batch, **fit_params)
         from skorch.dataset import unpack_data
 
@@ -181,7 +183,7 @@ class ImageClassifierNet(NeuralNetClassifier):
 
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        weak, strong = next(self._unlabeled_batches)
+        weak, strong = next(self.unlabeled_batches_)
         device = self.device
         forward = self.module_
         if isinstance(Xi, dict):  # a frozen backbone's cached features, labeled and unlabeled alike
@@ -205,7 +207,7 @@ class ImageClassifierNet(NeuralNetClassifier):
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         finally:
-            self._unlabeled_batches = None
+            self.unlabeled_batches_ = None
 
     # ---- a frozen backbone's feature cache ------------------------------------------------------------------
     def _cached_features(self, dataset, training: bool):
@@ -228,9 +230,9 @@ class ImageClassifierNet(NeuralNetClassifier):
         for value in module.backbone.state_dict().values():
             digest.update(value.detach().cpu().contiguous().numpy().tobytes())
         key = digest.hexdigest()
-        if self._feature_cache is None or self._feature_cache[0] != key:
-            self._feature_cache = (key, None, np.zeros(len(self.images), dtype=bool))
-        _, features, filled = self._feature_cache
+        if self.feature_cache_ is None or self.feature_cache_[0] != key:
+            self.feature_cache_ = (key, None, np.zeros(len(self.images), dtype=bool))
+        _, features, filled = self.feature_cache_
         ids = np.asarray(ids, dtype=np.int64)
         todo = np.unique(ids[~filled[ids]])
         if len(todo):
@@ -243,7 +245,7 @@ class ImageClassifierNet(NeuralNetClassifier):
                     if features is None:
                         # np.empty leaves untouched pages unallocated: a large pool costs memory for what is read
                         features = np.empty((len(self.images),) + f.shape[1:], dtype=np.float32)
-                        self._feature_cache = (key, features, filled)
+                        self.feature_cache_ = (key, features, filled)
                     features[todo[start:start + len(f)]] = f
                     start += len(f)
             filled[todo] = True

@@ -426,3 +426,16 @@ def test_a_study_pretrains_once_per_seed_and_says_so(small_npz, tmp_path):
     assert result.output.count("self-supervised backbone: reusing") == 1
     keys = {json.loads(p.read_text())["ssl_backbone"]["key"] for p in (tmp_path / "study").glob("runs/*/result.json")}
     assert len(keys) == 1
+
+
+def test_the_estimator_clones_with_its_low_budget_settings():
+    from sklearn.base import clone
+
+    from alplug.estimators import make_estimator
+
+    net = make_estimator("squeezenet1_1", in_channels=1, num_classes=10, semi="pseudo", semi_threshold=0.8,
+                         freeze_backbone=True, device="cpu")
+    net.unlabeled = np.arange(5)
+    params = clone(net).get_params()
+    assert params["semi"] == "pseudo" and params["semi_threshold"] == 0.8 and params["module__freeze_backbone"]
+    assert not {"unlabeled_batches_", "feature_cache_", "_unlabeled_batches", "_feature_cache"} & set(params)
