@@ -18,6 +18,13 @@ def check_run_settings(config: RunConfig, queries: list[str] | None = None) -> d
     from .strategies.options import options_for
 
     config.validate()
+    if config.ssl is not None:
+        from importlib.util import find_spec
+
+        from .errors import MissingDependencyError
+
+        if find_spec("lightly") is None:  # before a run directory or a project is made, not an hour later
+            raise MissingDependencyError("--ssl needs lightly: pip install 'alplug[ssl]'")
     strategies, problems = {}, []
     for query in queries or [config.query]:  # every unknown name at once, before anything starts
         try:

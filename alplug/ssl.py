@@ -305,6 +305,7 @@ def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, 
     except OSError as exc:
         raise UsageError(f"cannot create the backbone cache {directory} ({exc.strerror}); "
                          "set ALPLUG_CACHE_DIR to a writable folder") from None
+    ids = np.sort(np.asarray(ids, dtype=np.int64))  # the same images in another order are the same pretraining
     key = cache_key(settings, images_fingerprint(images, ids))
     path = directory / f"{settings.method}-{key}.pt"
     with _locked(directory / f".{key}.lock"):

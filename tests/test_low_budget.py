@@ -248,6 +248,8 @@ def test_pretraining_is_cached_and_reused(digits, tmp_path):
     second = ssl.pretrained_backbone(_settings(), digits.X, ids, echo=messages.append)
     assert second.reused and second.path == first.path and "reusing" in messages[-1]
     assert first.path.stat().st_mtime_ns == made  # never rewritten
+    # the pool and initial set of another --n-start: the same images in another order
+    assert ssl.pretrained_backbone(_settings(), digits.X, ids[::-1], echo=messages.append).reused
     third = ssl.pretrained_backbone(_settings(seed=1), digits.X, ids, echo=messages.append)
     assert not third.reused and third.path != first.path
     # what it holds starts an ImageClassifier; the same seed and images give the same weights
@@ -439,3 +441,15 @@ def test_the_estimator_clones_with_its_low_budget_settings():
     params = clone(net).get_params()
     assert params["semi"] == "pseudo" and params["semi_threshold"] == 0.8 and params["module__freeze_backbone"]
     assert not {"unlabeled_batches_", "feature_cache_", "_unlabeled_batches", "_feature_cache"} & set(params)
+
+
+def test_ssl_without_lightly_fails_before_anything_is_written(tmp_path, monkeypatch):
+    import importlib.util
+
+    from test_cli import invoke
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lightly" else real(name, *a))
+    result = invoke("run", "--out", tmp_path / "run", "--ssl", "simclr")
+    assert result.exit_code == 2 and "pip install 'alplug[ssl]'" in result.output
+    assert not (tmp_path / "run").exists()
