@@ -107,16 +107,6 @@ def _lightly():
         raise MissingDependencyError("--ssl needs lightly: pip install 'alplug[ssl]'") from None
 
 
-def view_size(module, height: int, width: int) -> tuple[int, int]:
-    """The side lengths ``module.prepare`` gives an (height, width) image, which the views are cropped to."""
-    if module.image_size is not None:
-        return module.image_size, module.image_size
-    if min(height, width) < module.min_size:
-        scale = module.min_size / min(height, width)
-        return max(module.min_size, round(height * scale)), max(module.min_size, round(width * scale))
-    return height, width
-
-
 def view_transforms(method: str, channels: int, size: tuple[int, int], hflip: bool):
     """lightly's two-view transform for ``method``, on (C, H, W) image tensors, returning floats in [0, 1].
 
@@ -240,7 +230,7 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
     rng = np.random.default_rng(settings.seed)
     module = ImageClassifier(settings.model, settings.in_channels, 2, image_size=settings.image_size,
                              weights=weights if weights is not None else settings.weights).to(device)
-    size = view_size(module, *images.shape[2:4])
+    size = module.prepared_size(*images.shape[2:4])  # the views are cropped to what the backbone sees
     views = view_transforms(settings.method, settings.in_channels, size, settings.hflip)
     batch_size = min(settings.batch_size, len(ids))
     steps = len(ids) // batch_size  # the last partial batch is dropped: a batch of one breaks BatchNorm

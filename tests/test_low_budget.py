@@ -223,6 +223,17 @@ def test_every_setting_and_every_image_enters_the_cache_key(digits):
     assert ssl.images_fingerprint(X, ids) != fingerprint
 
 
+def test_pretraining_reads_a_batch_at_a_time(digits):
+    """Lazy pools: the fingerprint reads a chunk at a time, pretraining a batch at a time, and only ``ids``."""
+    images = CountingImages(digits.X)
+    ids = np.arange(100, 164)
+    ssl.images_fingerprint(images, ids, chunk=16)
+    assert max(len(r) for r in images.reads) <= 16
+    images.reads.clear()
+    ssl.pretrain(_settings(batch_size=16), images, ids)
+    assert max(len(r) for r in images.reads) <= 16 and set(np.concatenate(images.reads)) == set(ids)
+
+
 def test_pretraining_takes_any_channel_count(rng):
     """lightly's views go through PIL (ToTensor, blur), which refuses more than four channels."""
     images = rng.integers(0, 256, size=(8, 5, 12, 12), dtype=np.uint8)

@@ -91,16 +91,20 @@ class ImageClassifier(nn.Module):
         """Scale, resize and normalise a batch the way the backbone expects."""
         if not torch.is_floating_point(x):
             x = x.float().div_(255.0)
-        h, w = x.shape[-2:]
-        if self.image_size is not None:
-            if (h, w) != (self.image_size, self.image_size):
-                x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
-        elif min(h, w) < self.min_size:
-            scale = self.min_size / min(h, w)
-            size = (max(self.min_size, round(h * scale)), max(self.min_size, round(w * scale)))
+        size = self.prepared_size(*x.shape[-2:])
+        if size != tuple(x.shape[-2:]):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def prepared_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) ``prepare`` gives an image: ``image_size`` square, or upsampled to ``min_size``."""
+        if self.image_size is not None:
+            return self.image_size, self.image_size
+        if min(height, width) < self.min_size:
+            scale = self.min_size / min(height, width)
+            return max(self.min_size, round(height * scale)), max(self.min_size, round(width * scale))
+        return int(height), int(width)
 
     def use_channels_last(self, on: bool = True) -> "ImageClassifier":
         """Weights, and the batches ``prepare`` makes, in the channels-last (NHWC) layout, or back in NCHW."""
