@@ -247,6 +247,27 @@ def report(study_dir, targets, goal, label_cost, lambdas):
     click.echo(f"alplug report: {out}/report.html, report.md, figures (PNG, SVG) and CSV tables")
 
 
+@cli.command()
+@click.argument("studies", nargs=-1, type=click.Path())
+def recipes(studies):
+    """Compare training recipes: studies of the same strategies and seeds made with other settings (--ssl, --semi,
+    epochs, ...), each against the first, paired by strategy and seed (Wilcoxon, Holm-corrected).
+
+    \b
+    Example:
+      alplug recipes studies/supervised studies/ssl-frozen studies/ssl-frozen-fixmatch
+    """
+    from .errors import UsageError
+    from .recipes import check_pairable, compare_recipes, markdown
+    from .study import Study
+
+    if len(studies) < 2:
+        raise UsageError("give two or more study directories: the first is the baseline the others are tested against")
+    opened = [Study.open(path) for path in studies]
+    check_pairable(opened)
+    click.echo(markdown(compare_recipes(opened)), nl=False)
+
+
 def _list_plugins(discovered, describe, optional: dict[str, str]) -> None:
     """The listing of one plugin group: a row per name (name, distribution, description), then broken entries,
     clashes, and optional plugins that are not installed. ``describe(loaded)`` gives a row's description."""

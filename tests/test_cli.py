@@ -30,7 +30,7 @@ def read_history(run_dir: Path, drop_timing=True):
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["strategies"], ["compare"], ["report"], ["label"], ["project"],
-                                     ["project", "init"], ["project", "next"], ["project", "import"],
+                                     ["recipes"], ["project", "init"], ["project", "next"], ["project", "import"],
                                      ["project", "export"], ["project", "status"]])
 def test_help_on_every_command(command):
     result = invoke(*command, "--help")
