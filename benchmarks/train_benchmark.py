@@ -1,6 +1,6 @@
 """What does training cost? Every figure is a ratio against a baseline measured in this run (docs/performance.md).
 
-    uv run python benchmarks/train_benchmark.py              # about 6 minutes on a 2-core CPU
+    uv run python benchmarks/train_benchmark.py              # about 10 minutes on a 2-core CPU
     uv run python benchmarks/train_benchmark.py --images 512 --model squeezenet1_1
 
 1. a supervised fit through alplug's estimator / a bare PyTorch loop over the same module, data, batch size,
@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def best_of(fn, repeat: int) -> float:
+    """The best of ``repeat`` timings, after one untimed call (first imports, oneDNN's kernel selection)."""
+    fn()
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()

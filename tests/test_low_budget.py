@@ -357,9 +357,27 @@ def test_a_second_run_on_the_same_images_reuses_the_pretraining(small_npz, tmp_p
     assert keys[0] == keys[1] != keys[2]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_ssl_fixmatch_margin_killed_at_a_random_point_resumes_to_the_same_history(small_npz, tmp_path, seed,
-                                                                                   monkeypatch):
+def _kill_when(command: list[str], run_dir, target_round: int, delay: float) -> None:
+    """Start ``alplug COMMAND`` and SIGKILL it ``delay`` seconds after ``run_dir`` commits ``target_round``
+    (-1: once the run directory exists, that is during pretraining)."""
+    proc = subprocess.Popen([sys.executable, "-m", "alplug", *command], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            state = run_dir / "state.json"
+            if ((run_dir / "config.toml").exists() if target_round < 0 else
+                    state.exists() and json.loads(state.read_text())["round"] >= target_round):
+                time.sleep(delay)
+                break
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (run_dir / "result.json").exists(), "the run ended before it was killed"
+
+
+def test_ssl_fixmatch_margin_killed_at_random_points_resumes_to_the_same_history(small_npz, tmp_path, monkeypatch):
     from test_cli import invoke, read_history
 
     args = ["--dataset", f"npz:{small_npz}", "--model", "squeezenet1_1", *SMALL, "--rounds", "3", "--seed", "5",
@@ -368,32 +386,17 @@ def test_ssl_fixmatch_margin_killed_at_a_random_point_resumes_to_the_same_histor
     result = invoke("run", "--out", whole, *args)
     assert result.exit_code == 0, result.output
 
-    # A random moment between the start (-1: during pretraining, before round 0) and the end of round 2.
-    rng = np.random.default_rng(seed)
+    # Killed twice: at a random moment from pretraining (-1) to round 0, then after resuming, in round 2 or 3.
+    rng = np.random.default_rng(int(time.time()))
+    first, second = int(rng.integers(-1, 1)), int(rng.integers(1, 3))
+    delays = rng.uniform(0, 1.0, 2)
     killed = tmp_path / "killed"
-    monkeypatch.setenv("ALPLUG_CACHE_DIR", str(tmp_path / "cache-killed"))  # its own: the kill may cut pretraining
-    proc = subprocess.Popen([sys.executable, "-m", "alplug", "run", "--out", str(killed), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target_round = int(rng.integers(-1, 3))
-    delay = float(rng.uniform(0, 1.0))
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            state = killed / "state.json"
-            started = (killed / "config.toml").exists() if target_round < 0 else \
-                state.exists() and json.loads(state.read_text())["round"] >= target_round
-            if started:
-                time.sleep(delay)
-                break
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert not (killed / "result.json").exists()
-
+    monkeypatch.setenv("ALPLUG_CACHE_DIR", str(tmp_path / "cache-killed"))  # its own: a kill may cut pretraining
+    _kill_when(["run", "--out", str(killed), *args], killed, first, delays[0])
+    _kill_when(["run", "--resume", str(killed)], killed, second, delays[1])
     result = invoke("run", "--resume", killed)
-    assert result.exit_code == 0, result.output
-    assert read_history(killed) == read_history(whole)
+    assert result.exit_code == 0, f"killed at rounds {first} and {second}: {result.output}"
+    assert read_history(killed) == read_history(whole), f"killed at rounds {first} and {second}"
     a, b = (json.loads((d / "result.json").read_text()) for d in (killed, whole))
     assert a["test_accuracy"] == b["test_accuracy"] and a["ssl_backbone"]["key"] == b["ssl_backbone"]["key"]
 
