@@ -165,7 +165,8 @@ class ImageClassifierNet(NeuralNetClassifier):
         from .semi import Cycle, Forever, steps_per_epoch, unlabeled_loader
 
         unlabeled = self.get_dataset(self.unlabeled)
-        features = isinstance(dataset, FeatureDataset)  # a frozen backbone: entropy and pseudo-labels need no views
+        # a frozen backbone: entropy and pseudo-labels need no views, so the stream serves cached features too
+        features = isinstance(dataset, FeatureDataset) and isinstance(unlabeled, IndexedImages)
         if features:
             unlabeled = FeatureDataset(self.backbone_features(unlabeled.ids))
         channels = int(self.images.shape[1]) if self.images is not None else int(np.asarray(self.unlabeled).shape[1])
