@@ -220,6 +220,8 @@ class ImageClassifierNet(NeuralNetClassifier):
             return None
         if training and (hasattr(self, "iterator_train__collate_fn") or self.semi == "fixmatch"):
             return None  # the views change every step
+        if training and self.semi and self.unlabeled is not None and not is_index_array(self.unlabeled):
+            return None  # unlabeled images given as an array, not ids: labeled batches must be images as well
         return FeatureDataset(self.backbone_features(dataset.ids), dataset.y)
 
     def backbone_features(self, ids: np.ndarray) -> np.ndarray:
