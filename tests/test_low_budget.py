@@ -467,3 +467,16 @@ def test_ssl_without_lightly_fails_before_anything_is_written(tmp_path, monkeypa
     result = invoke("run", "--out", tmp_path / "run", "--ssl", "simclr")
     assert result.exit_code == 2 and "pip install 'alplug[ssl]'" in result.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_semi_supervised_training_on_plain_arrays(digits, freeze):
+    """Plain modAL code passes image arrays, not ids; the unlabeled pool is then an array too."""
+    from alplug.estimators import make_estimator
+
+    net = make_estimator("squeezenet1_1", in_channels=1, num_classes=10, epochs=1, batch_size=8, semi="pseudo",
+                         freeze_backbone=freeze, device="cpu")
+    net.unlabeled = digits.X[40:100]
+    net.fit(digits.X[:40], digits.y[:40])
+    assert net.history[-1]["train_batch_count"] == 4  # 60 / (2 x 8)
+    assert net.predict_proba(digits.X[100:110]).shape == (10, 10)
