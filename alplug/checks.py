@@ -31,6 +31,11 @@ def check_run_settings(config: RunConfig, queries: list[str] | None = None) -> d
             strategies[query] = resolve_query(query, options_for(query, config.query_options))
         except UsageError as exc:
             problems.append(str(exc))
+    if config.initial is not None:
+        try:
+            resolve_query(config.initial)
+        except UsageError as exc:
+            problems.append(f"--initial: {exc}")
     if problems:
         raise UsageError("; ".join(problems))
     return strategies
@@ -41,8 +46,14 @@ def check_model_fits(config: RunConfig, data, splits=None) -> None:
     ``--budget`` that leaves room for the initial labeled set."""
     from .models import build_on_meta_device
 
-    if splits is not None and config.budget is not None and config.budget < len(splits.initial):
-        raise UsageError(f"--budget {config.budget} is smaller than the initial labeled set "
-                         f"({config.n_start} x {data.n_classes} classes = {len(splits.initial)})")
+    if splits is not None and config.budget is not None:
+        first = config.n_initial if config.initial is not None else len(splits.initial)
+        if config.budget < first:
+            where = (f"--n-initial {first}" if config.initial is not None
+                     else f"{config.n_start} x {data.n_classes} classes = {first}")
+            raise UsageError(f"--budget {config.budget} is smaller than the initial labeled set ({where})")
+    if splits is not None and config.initial is not None and config.n_initial > len(splits.pool) + len(splits.initial):
+        raise UsageError(f"--n-initial {config.n_initial} is larger than the pool of "
+                         f"{len(splits.pool) + len(splits.initial)} images; lower it")
     build_on_meta_device(config.model, in_channels=data.channels, num_classes=data.n_classes, dropout=config.dropout,
                 image_size=config.image_size, weights=config.weights)

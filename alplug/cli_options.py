@@ -35,7 +35,13 @@ def _run_option_list():
                      help="Side length the model sees (and folder images are made). "
                           "[default: inputs under 32 px are upsampled to 32; folders: 64]"),
         click.option("--n-start", type=int, default=d.n_start, show_default=True,
-                     help="Initial labeled images per class, drawn at random."),
+                     help="Initial labeled images per class, drawn at random (this uses the labels to draw them; "
+                          "see --initial)."),
+        click.option("--initial", default=None,
+                     help="Pick the initial labeled set with a strategy that needs no labels (random, typiclust, "
+                          "probcover, maxherding) instead of --n-start per class. [default: off]"),
+        click.option("--n-initial", type=int, default=None,
+                     help="With --initial: how many images it picks."),
         click.option("--per-round", type=int, default=d.per_round, show_default=True,
                      help="Images queried and labeled per round."),
         click.option("--labeling-rate", type=click.Choice(["fixed", "adaptive"]), default=d.labeling_rate,

@@ -13,7 +13,7 @@ from .config import RunConfig
 
 # The run settings that mean something for a labeling project (the data set is the project's folder,
 # and the person labeling decides when to stop).
-PROJECT_SETTINGS = ("query", "query_options", "model", "image_size", "per_round", "epochs", "lr", "batch_size",
+PROJECT_SETTINGS = ("query", "query_options", "initial", "model", "image_size", "per_round", "epochs", "lr", "batch_size",
                     "weight_decay", "optimizer", "augment", "hflip", "weights", "dropout", "freeze_backbone", "ssl",
                     "ssl_epochs", "semi", "semi_weight", "semi_threshold", "semi_ratio", "device", "seed")
 
@@ -105,7 +105,8 @@ def init(ctx, project_dir, images_dir, classes, **params):
 @click.option("--out", "-o", type=click.Path(), default=None,
               help="CSV to write (path,label with label empty). [default: PROJECT/batch-NNNN.csv]")
 def next_(project_dir, n, out):
-    """Train on the labels so far and queue the next batch (random while there are too few labels)."""
+    """Train on the labels so far and queue the next batch (picked by --initial, typicality by default,
+    while there are too few labels to train)."""
     from .errors import UsageError
     from .project.csvio import batch_csv
     from .project.learn import next_batch

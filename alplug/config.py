@@ -21,6 +21,8 @@ class RunConfig:
     data_dir: str | None = None
     image_size: int | None = None
     n_start: int = 5
+    initial: str | None = None       # a strategy that picks the initial set without labels (instead of n_start)
+    n_initial: int | None = None
     per_round: int = 50
     labeling_rate: str = "fixed"
     goal: float | None = None
@@ -62,6 +64,15 @@ class RunConfig:
                           ("seed", 0)):
             if getattr(self, name) < low:
                 problems.append(f"--{name.replace('_', '-')} = {getattr(self, name)}, must be >= {low}")
+        if self.initial is not None and not self.initial.strip():
+            problems.append("--initial is empty")
+        # A labeling project's batches are sized by `project next -n`: it takes --initial alone.
+        if self.initial is not None and self.n_initial is None and self.dataset != "project":
+            problems.append("--initial needs --n-initial N: how many images it picks for the first labels")
+        if self.n_initial is not None and self.initial is None:
+            problems.append("--n-initial needs --initial STRATEGY (random, typiclust, probcover, ...)")
+        if self.n_initial is not None and self.n_initial < 1:
+            problems.append(f"--n-initial = {self.n_initial}, must be >= 1")
         if self.patience is not None and self.patience < 1:
             problems.append(f"--patience = {self.patience}, must be >= 1")
         if self.budget is not None and self.budget < 1:

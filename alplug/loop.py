@@ -109,7 +109,8 @@ class ActiveLearningRun:
         # Bad settings, unknown names, bad options and broken plugins fail here, before any data is read.
         self.strategy = check_run_settings(config)[config.query]
         self.data: DataSet = load_dataset(config.dataset, config.data_dir, image_size=config.image_size)
-        self.splits: Splits = make_splits(self.data, seed=config.seed, n_start=config.n_start,
+        # With --initial the initial set is picked by a strategy in _run (after any pretraining it reads).
+        self.splits: Splits = make_splits(self.data, seed=config.seed, n_start=0 if config.initial else config.n_start,
                                           test_size=config.test_size, val1_size=config.val1_size,
                                           val2_size=config.val2_size)
         # A bad architecture, weights file or budget fails here, before the caller creates a run directory.
@@ -195,6 +196,13 @@ class ActiveLearningRun:
 
     def _check_resumed_state(self, state: RunState) -> None:
         """What ``state.json`` says must fit this run's splits: queried ids from its pool, counts that add up."""
+        if self.config.initial is not None:
+            if state.initial is None or len(state.initial) != self.config.n_initial:
+                raise self.run_dir.damaged(f"state.json does not list the {self.config.n_initial} images --initial "
+                                           f"{self.config.initial} picked")
+            if not np.isin(state.initial, np.union1d(self.splits.pool, self.splits.initial)).all():
+                raise self.run_dir.damaged("state.json lists initial ids that are not in this run's pool")
+            self.splits = self.splits.with_initial(state.initial)
         queried = np.asarray(state.queried, dtype=np.int64)
         if not np.isin(queried, self.splits.pool).all():
             raise self.run_dir.damaged("state.json lists queried ids that are not in this run's pool")
@@ -232,6 +240,9 @@ class ActiveLearningRun:
         if state is None:
             state = RunState(strategy_sources=getattr(self.strategy, "alplug_sources", {}),
                              ssl_backbone=backbone.record() if backbone else None)
+            if cfg.initial is not None:
+                self.splits = self.splits.with_initial(self._pick_initial())
+                state.initial = [int(i) for i in self.splits.initial]
             self.history = state.history
             initial = self.splits.initial
             # The first fit builds the module (the constructor only checked it, on the meta
@@ -281,6 +292,30 @@ class ActiveLearningRun:
             self._announce(row)
         state.stop_reason = reason
         return self._finish(state)
+
+    def _pick_initial(self) -> np.ndarray:
+        """``--initial``: the first images to label, picked from the pool by a strategy without any label.
+
+        The strategy sees the model before any training: its backbone pretrained by ``--ssl`` or ``--weights``
+        where the run has one (random weights otherwise, which make embedding strategies little better than
+        random). Seeded like round 0.
+        """
+        import torch
+
+        from .strategies import resolve_query
+
+        cfg = self.config
+        strategy = resolve_query(cfg.initial)
+        pool = self.splits.pool
+        n = min(cfg.n_initial, len(pool))
+        self.echo(f"picking the first {n} images to label with {cfg.initial}")
+        torch.manual_seed(round_seed(cfg.seed, 0))
+        self.estimator.initialize()
+        with shared_model_outputs():
+            idx, _ = strategy(self.estimator, pool.copy(), n, random_state=round_seed(cfg.seed, 0))
+        chosen = pool[np.asarray(idx, dtype=np.int64)]
+        check_new_labels(chosen, np.array([], dtype=np.int64), strategy)
+        return chosen
 
     def _pretrained_backbone(self, state: RunState | None):
         """With ``--ssl``: the cached backbone (pretrained now on a miss) that every fit starts from.

@@ -100,6 +100,7 @@ class RunState:
     checkpoint: str | None = None    # path prefix of the last round's checkpoint, inside checkpoint/
     stop_reason: str | None = None
     ssl_backbone: dict | None = None  # the cached --ssl backbone the run starts every fit from: key and path
+    initial: list[int] | None = None  # the initial set --initial picked (None: n_start per class from the seed)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)
@@ -126,6 +127,12 @@ def state_problem(state, run_path: Path) -> str | None:
         return "has queried ids that are not a list of whole numbers >= 0"
     if len(set(queried)) != len(queried):
         return "lists an image id in queried twice"
+    initial = state.get("initial")
+    if initial is not None and (not isinstance(initial, list) or not all(whole(i) for i in initial)
+                                or len(set(initial)) != len(initial)):
+        return "has initial ids that are not a list of distinct whole numbers >= 0"
+    if initial is not None and set(initial) & set(queried):
+        return "lists an image id both as initial and as queried"
     history = state.get("history")
     if not isinstance(history, list) or len(history) != state["round"] + 1:
         return f"has a history of {len(history) if isinstance(history, list) else 'no'} rounds for round " \

@@ -60,9 +60,9 @@ def test_init_never_overwrites_a_project(tmp_path):
 
 def test_next_import_export_cycle_trains_once_there_are_enough_labels(tmp_path):
     project, truth = make_project(tmp_path)
-    # batch 1: too few labels, random
+    # batch 1: too few labels to train, picked by typicality
     result = invoke("project", "next", project, "--out", tmp_path / "b1.csv")
-    assert result.exit_code == 0 and "random (too few labels)" in result.output, result.output
+    assert result.exit_code == 0 and "typiclust (too few labels to train)" in result.output, result.output
     first = batch_rows(tmp_path / "b1.csv")
     assert len(first) == 6 and all(r["label"] == "" for r in first) and {r["path"] for r in first} <= set(truth)
 
@@ -82,7 +82,7 @@ def test_next_import_export_cycle_trains_once_there_are_enough_labels(tmp_path):
     second = batch_rows(tmp_path / "b2.csv")
     assert len(second) == 5 and not {r["path"] for r in second} & {r["path"] for r in first}
     batches = db(project).execute("SELECT how, trained_on, val_accuracy FROM batches ORDER BY id").fetchall()
-    assert batches[0][:2] == ("random (too few labels)", 0) and batches[1][0] == "margin" and batches[1][1] > 0
+    assert batches[0][:2] == ("typiclust (too few labels to train)", 0) and batches[1][0] == "margin" and batches[1][1] > 0
     assert batches[1][2] is not None
     hints = db(project).execute("SELECT hint_label, hint_confidence FROM queue WHERE batch_id = 2").fetchall()
     assert all(h in ("zero", "one", "two") and 0 < c <= 1 for h, c in hints)
@@ -131,3 +131,51 @@ def test_absolute_paths_inside_the_image_folder_are_accepted_on_import(tmp_path)
     write_labels(tmp_path / "abs.csv", [(str((tmp_path / "images" / path).resolve()), truth[path])])
     result = invoke("project", "import", project, tmp_path / "abs.csv")
     assert result.exit_code == 0 and "imported 1 label(s)" in result.output, result.output
+
+
+def write_three_patterns(root, copies=10, seed=0):
+    """Three distinct patterns, each as ``copies`` slightly noisy images, plus three pure-noise outliers."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    base = np.zeros((3, 32, 32), dtype=float)
+    base[0, 12:20, :] = 255          # a horizontal bar
+    base[1, :, 12:20] = 255          # a vertical bar
+    yy, xx = np.mgrid[:32, :32]
+    base[2][(yy - 16) ** 2 + (xx - 16) ** 2 < 100] = 255  # a disc
+    truth = {}
+    root.mkdir(parents=True)
+    for p in range(3):
+        for i in range(copies):
+            img = np.clip(base[p] + rng.normal(0, 12, (32, 32)), 0, 255).astype(np.uint8)
+            Image.fromarray(img, mode="L").save(root / f"p{p}_{i:02d}.png")
+            truth[f"p{p}_{i:02d}.png"] = p
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8), mode="L").save(root / f"noise_{i}.png")
+        truth[f"noise_{i}.png"] = "outlier"
+    return truth
+
+
+@pytest.mark.parametrize("initial", [None, "typiclust"])
+def test_first_batch_of_an_unlabeled_folder_is_picked_by_typicality(tmp_path, initial):
+    """No label is needed before the first batch, and by default it holds one typical image of each pattern."""
+    truth = write_three_patterns(tmp_path / "images")
+    extra = ["--initial", initial] if initial else []
+    result = invoke("project", "init", tmp_path / "proj", "--images", tmp_path / "images", "--classes", "a,b,c",
+                    "--image-size", "32", *extra)
+    assert result.exit_code == 0, result.output
+    result = invoke("project", "next", tmp_path / "proj", "-n", 3, "--out", tmp_path / "b1.csv")
+    assert result.exit_code == 0 and "typiclust (too few labels to train)" in result.output, result.output
+    picked = [truth[r["path"]] for r in batch_rows(tmp_path / "b1.csv")]
+    assert sorted(picked) == [0, 1, 2]  # one per pattern, no outlier
+
+
+def test_first_batch_can_still_be_random(tmp_path):
+    write_three_patterns(tmp_path / "images")
+    result = invoke("project", "init", tmp_path / "proj", "--images", tmp_path / "images", "--classes", "a,b,c",
+                    "--image-size", "32", "--initial", "random")
+    assert result.exit_code == 0, result.output
+    result = invoke("project", "next", tmp_path / "proj", "-n", 3, "--out", tmp_path / "b1.csv")
+    assert result.exit_code == 0 and "random (too few labels to train)" in result.output, result.output
+    assert len(batch_rows(tmp_path / "b1.csv")) == 3

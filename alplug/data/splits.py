@@ -17,7 +17,8 @@ class Splits:
     The test set is ``test`` (ids held out of ``DataSet.X``), or, when the data
     set has its own, ``test`` is None and the test images are ``DataSet.X_test``.
     ``pool`` excludes ``initial``; ``initial`` is ``n_start`` images per class
-    drawn from what remains after the validation sets.
+    drawn from what remains after the validation sets, or empty with ``n_start=0``
+    until a strategy picks it (``with_initial``).
     """
 
     test: np.ndarray | None
@@ -30,6 +31,14 @@ class Splits:
     def test_inputs(self, data: DataSet):
         """What to give the model to score the test set: ids into ``data.X``, or the own test images."""
         return data.X_test if self.test is None else self.test
+
+    def with_initial(self, ids) -> "Splits":
+        """These splits with ``ids`` (taken from the pool and the initial set) as the initial labeled set."""
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        everything = np.union1d(self.pool, self.initial)
+        if not np.isin(ids, everything).all():
+            raise DataError("an initial labeled set names images outside the pool")
+        return Splits(self.test, self.y_test, self.val1, self.val2, ids, np.setdiff1d(everything, ids))
 
     def sizes(self) -> dict[str, int]:
         return {"test": len(self.y_test), "val1": len(self.val1), "val2": len(self.val2),
@@ -58,8 +67,11 @@ def _stratified(ids: np.ndarray, y: np.ndarray, count: int, seed: int, name: str
 
 def make_splits(data: DataSet, *, seed: int, n_start: int, test_size: float = 0.2,
                 val1_size: float = 0.1, val2_size: float = 0.1) -> Splits:
-    """Deterministic for a given data set and seed; nothing here looks at ``seed``-free randomness."""
-    if n_start < 1:
+    """Deterministic for a given data set and seed; nothing here looks at ``seed``-free randomness.
+
+    ``n_start=0``: no initial set yet (every remaining image in the pool), for ``--initial``.
+    """
+    if n_start < 0:
         raise UsageError(f"n_start = {n_start}, must be >= 1 image per class")
     ids = np.arange(len(data.y))
     n = len(ids)
@@ -71,6 +83,8 @@ def make_splits(data: DataSet, *, seed: int, n_start: int, test_size: float = 0.
     val1, ids = _stratified(ids, data.y, _count(val1_size, n, "val1_size"), seed + 1, "validation set 1")
     val2, ids = _stratified(ids, data.y, _count(val2_size, n, "val2_size"), seed + 2, "validation set 2")
 
+    if n_start == 0:
+        return Splits(test, y_test, val1, val2, np.array([], dtype=np.int64), ids)
     counts = np.bincount(data.y[ids], minlength=data.n_classes)
     need = n_start * data.n_classes
     if need > len(ids):

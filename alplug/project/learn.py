@@ -2,8 +2,9 @@
 strategy, exactly as in `alplug run`, but the oracle is a person.
 
 Until the labels can train a model (at least two classes labeled and
-``MIN_LABELS_PER_CLASS`` labels per class on average), batches are drawn at
-random, seeded. A fifth of the labels (at least one per class that has two) is
+``MIN_LABELS_PER_CLASS`` labels per class on average), batches are picked without
+labels by the project's ``--initial`` strategy (default: typicality, TypiClust,
+with alplug-skactiveml; random, seeded, without it). A fifth of the labels (at least one per class that has two) is
 held out to report the model's validation accuracy; the model that queries is
 trained on the rest.
 """
@@ -91,31 +92,21 @@ def _next_batch(store: ProjectStore, n: int, echo) -> BatchResult:
     if n == 0:
         chosen, how = np.array([], dtype=np.int64), "pool empty"
     elif not enough:
-        chosen, how = np.random.default_rng(seed).choice(pool, size=n, replace=False), "random (too few labels)"
+        first = cfg.initial or default_initial()
+        if first == "random":
+            chosen = np.random.default_rng(seed).choice(pool, size=n, replace=False)
+        else:
+            chosen = _pick_without_labels(store, cfg, first, paths, ids, pool, n, seed, echo)
+        how = f"{first} (too few labels to train)"
     else:
-        import torch
-
         from ..checks import check_run_settings
         from ..modal_compat import active_learner_class
         from ..strategies.outputs import shared_model_outputs
 
-        X = project_images(store.images_dir, paths, cfg.image_size or DEFAULT_IMAGE_SIZE, is_colour(store.modes()))
         labeled_pos = np.asarray([position[row[0]] for row in labeled], dtype=np.int64)
         held = _holdout(y, seed)
         echo(f"training {cfg.model} on {int((~held).sum())} labels ...")
-        backbone = None
-        if cfg.ssl is not None:
-            # Pretrained on every readable image of the project: a set that stays put from batch to batch (the
-            # held-out labels change with each batch's seed), so every batch reuses one pretraining.
-            from ..estimators import resolve_device
-            from ..ssl import pretrained_backbone, settings_for
-
-            backbone = str(pretrained_backbone(settings_for(cfg, X.shape[1]), X, np.arange(len(ids)),
-                                               device=resolve_device(cfg.device), echo=echo,
-                                               weights=cfg.weights).path)
-        torch.manual_seed(seed)
-        estimator = estimator_for(cfg, X.shape[1], len(classes), X, image_size=cfg.image_size or DEFAULT_IMAGE_SIZE,
-                                  backbone_file=backbone)
+        estimator = _estimator(store, cfg, paths, ids, seed, echo)
         estimator.unlabeled = pool  # --semi learns from the images nobody has labeled yet
         learner = active_learner_class()(estimator, check_run_settings(cfg)[cfg.query],
                                          X_training=labeled_pos[~held], y_training=y[~held])
@@ -133,6 +124,51 @@ def _next_batch(store: ProjectStore, n: int, echo) -> BatchResult:
     batch, dropped, queued = store.new_batch([ids[i] for i in chosen], how, trained_on, val_acc,
                                              time.perf_counter() - t0, hints)
     return BatchResult(batch, queued, how, trained_on, val_acc, dropped, time.perf_counter() - t0)
+
+
+def default_initial() -> str:
+    """How a project picks images before its labels can train a model: by typicality (TypiClust) where
+    alplug-skactiveml is installed, else at random."""
+    from ..strategies import available_strategies
+
+    return "typiclust" if "typiclust" in available_strategies() else "random"
+
+
+def _estimator(store: ProjectStore, cfg, paths, ids, seed: int, echo):
+    """The project's model over all its readable images (``--ssl``: its backbone pretrained on them), seeded."""
+    import torch
+
+    X = project_images(store.images_dir, paths, cfg.image_size or DEFAULT_IMAGE_SIZE, is_colour(store.modes()))
+    backbone = None
+    if cfg.ssl is not None:
+        # Pretrained on every readable image of the project: a set that stays put from batch to batch (the
+        # held-out labels change with each batch's seed), so every batch reuses one pretraining.
+        from ..estimators import resolve_device
+        from ..ssl import pretrained_backbone, settings_for
+
+        backbone = str(pretrained_backbone(settings_for(cfg, X.shape[1]), X, np.arange(len(ids)),
+                                           device=resolve_device(cfg.device), echo=echo,
+                                           weights=cfg.weights).path)
+    torch.manual_seed(seed)
+    return estimator_for(cfg, X.shape[1], len(store.classes), X, image_size=cfg.image_size or DEFAULT_IMAGE_SIZE,
+                         backbone_file=backbone)
+
+
+def _pick_without_labels(store: ProjectStore, cfg, name: str, paths, ids, pool, n: int, seed: int, echo):
+    """The first batches, before the labels can train a model: a strategy that needs no labels (``--initial``,
+    by default typicality) on the untrained model's embeddings (pretrained with ``--ssl`` or ``--weights``)."""
+    from ..strategies import resolve_query
+    from ..strategies.outputs import shared_model_outputs
+
+    echo(f"picking {n} images with {name} (no model trained yet) ...")
+    estimator = _estimator(store, cfg, paths, ids, seed, echo)
+    estimator.initialize()
+    strategy = resolve_query(name)
+    with shared_model_outputs():
+        idx, _ = strategy(estimator, pool.copy(), n, random_state=seed)
+    chosen = pool[np.asarray(idx, dtype=np.int64)]
+    check_new_labels(chosen, np.array([], dtype=np.int64), strategy)
+    return chosen
 
 
 def _save_model(store: ProjectStore, estimator) -> None:

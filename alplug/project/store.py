@@ -49,7 +49,7 @@ CREATE INDEX labels_by_image ON labels(image_id);
 CREATE TABLE batches (
     id INTEGER PRIMARY KEY,
     created_at TEXT NOT NULL,
-    how TEXT NOT NULL,                  -- the strategy, or 'random' while there are too few labels
+    how TEXT NOT NULL,                  -- the strategy (--initial's while there are too few labels)
     trained_on INTEGER NOT NULL,        -- labels the model was trained on (0: no model)
     val_accuracy REAL,                  -- on labels held out from that training
     seconds REAL NOT NULL
