@@ -27,6 +27,7 @@ from .data import DataSet, Splits, load_dataset, make_splits
 from .rundir import RunDirectory, RunState
 from .schedule import next_batch_size
 from .strategies.outputs import shared_model_outputs
+from .strategies.schedules import chosen_by
 
 
 def estimator_for(config: RunConfig, in_channels: int, num_classes: int, images, *, image_size: int | None = None,
@@ -131,7 +132,8 @@ class ActiveLearningRun:
         loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))))
         return (acc, loss, pred) if with_predictions else (acc, loss)
 
-    def _row(self, round_: int, labels: int, queried: np.ndarray, train_s: float, query_s: float) -> dict:
+    def _row(self, round_: int, labels: int, queried: np.ndarray, train_s: float, query_s: float,
+             strategy: str) -> dict:
         last = self.estimator.history[-1]
         y, s = self.data.y, self.splits
         # skorch scores val-1 during each epoch, before BatchNorm is recalibrated at
@@ -146,6 +148,7 @@ class ActiveLearningRun:
             "val2_acc": round(val2_acc, 6), "val2_loss": round(val2_loss, 6),
             "queried_ids": [int(i) for i in queried],
             "queried_classes": [int(c) for c in self.data.y[queried]],
+            "strategy": strategy,
         }
 
     def _checkpoint_files(self, prefix) -> tuple[str, str | None]:
@@ -252,7 +255,8 @@ class ActiveLearningRun:
             t0 = time.perf_counter()
             learner = ActiveLearner(self.estimator, self.strategy,
                                     X_training=initial, y_training=self.oracle.reveal(initial))
-            row = self._row(0, len(initial), np.array([], dtype=np.int64), time.perf_counter() - t0, 0.0)
+            row = self._row(0, len(initial), np.array([], dtype=np.int64), time.perf_counter() - t0, 0.0,
+                            cfg.initial or "random per class")
             self._commit(state, row)
             self._announce(row)
         else:
@@ -274,6 +278,7 @@ class ActiveLearningRun:
             n = min(next_batch_size(cfg, state.history), len(pool))
             if cfg.budget is not None:
                 n = min(n, cfg.budget - state.labels)
+            by = chosen_by(self.strategy, cfg.query, state.labels)
             t0 = time.perf_counter()
             with shared_model_outputs():  # the strategy gets its own copy: nothing it does changes `pool`
                 idx, _ = learner.query(pool.copy(), n_instances=n, random_state=round_seed(cfg.seed, round_))
@@ -287,7 +292,7 @@ class ActiveLearningRun:
             learner.teach(new, self.oracle.reveal(new))
             train_s = time.perf_counter() - t0
             state.queried = state.queried + [int(i) for i in new]
-            row = self._row(round_, state.labels + len(new), new, train_s, query_s)
+            row = self._row(round_, state.labels + len(new), new, train_s, query_s, by)
             self._commit(state, row)
             self._announce(row)
         state.stop_reason = reason

@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import RunConfig
+from .csvcells import neutralise
 from .errors import UsageError
 
 HISTORY_COLUMNS = [
     "round", "labels", "queried", "train_seconds", "query_seconds", "train_loss",
     "val1_acc", "val1_loss", "val2_acc", "val2_loss", "queried_ids", "queried_classes",
+    "strategy",  # which strategy chose the round's images (a schedule's stage); round 0: how the initial set was
 ]
 # Columns that measure the machine, not the run: they differ between identical runs.
 TIMING_COLUMNS = ("train_seconds", "query_seconds")
@@ -141,6 +143,8 @@ def state_problem(state, run_path: Path) -> str | None:
         if not isinstance(row, dict) or not all(whole(row.get(k)) for k in ("round", "labels")) or \
                 not isinstance(row.get("val2_acc"), (int, float)) or isinstance(row.get("val2_acc"), bool):
             return "has a history row without round, labels and val2_acc"
+        if not isinstance(row.get("strategy", ""), str) or len(row.get("strategy", "")) > 1000:
+            return "has a history row whose strategy is not a short text"
     if state.get("best_val2") is not None and not isinstance(state["best_val2"], (int, float)):
         return "has a best_val2 that is not a number"
     backbone = state.get("ssl_backbone")
@@ -277,7 +281,8 @@ class RunDirectory:
         writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
+            # neutralise: the strategy column holds the user's --query text
+            writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else neutralise(v)) for k, v in row.items()})
         return buf.getvalue()
 
     def write_result(self, result: dict) -> None:

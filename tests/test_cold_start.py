@@ -103,3 +103,72 @@ def test_config_validation_of_initial():
     with pytest.raises(UsageError, match="--initial needs --n-initial"):
         RunConfig(initial="typiclust").validate()
     RunConfig(initial="typiclust", dataset="project").validate()  # a project's batch size comes from `next -n`
+
+
+# ---- strategy schedules -----------------------------------------------------------------------------------
+
+def test_schedule_parsing():
+    from alplug.strategies.schedules import parse_schedule, stage_name
+
+    stages = parse_schedule("typiclust@100, margin+coreset@300,margin")
+    assert stages == [("typiclust", 100), ("margin+coreset", 300), ("margin", None)]
+    assert [stage_name(stages, n) for n in (0, 99, 100, 299, 300, 10_000)] == \
+        ["typiclust", "typiclust", "margin+coreset", "margin+coreset", "margin", "margin"]
+
+
+@pytest.mark.parametrize("query,message", [
+    ("typiclust,margin", "needs @LABELS"),
+    ("typiclust@100,margin@200", "the last stage runs to the end"),
+    ("typiclust@ten,margin", "must be a whole number"),
+    ("typiclust@100,random@50,margin", "must be >= 1 and increase"),
+    ("typiclust@0,margin", "must be >= 1 and increase"),
+    ("@100,margin", "names no strategy"),
+    ("typiclust@100,margn", "did you mean 'margin'"),
+])
+def test_bad_schedules_are_one_line_usage_errors(tmp_path, query, message, small):
+    result = invoke("run", "--out", tmp_path / "run", *small, "--query", query)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_schedule_options_go_to_the_stage_they_name():
+    from alplug.strategies import resolve_query
+
+    fn = resolve_query("typiclust@20,margin", {"typiclust.k": 3})
+    assert {"typiclust", "margin"} <= fn.alplug_sources.keys()
+    with pytest.raises(UsageError, match="write STRATEGY.KEY=VALUE"):
+        resolve_query("typiclust@20,margin", {"k": 3})
+    with pytest.raises(UsageError, match="typiclust"):  # reached typiclust's own option check
+        resolve_query("typiclust@20,margin", {"typiclust.no_such_option": 3})
+
+
+def test_schedule_switches_at_its_limit_in_plain_modal_and_checks_the_contract():
+    from sklearn.linear_model import LogisticRegression
+
+    from alplug.modal_compat import ActiveLearner
+    from alplug.strategies import resolve_query
+    from alplug.testing import check_query_strategy
+
+    fn = resolve_query("random@12,margin")
+    check_query_strategy(fn)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = (X[:, 0] > 0).astype(int)
+    learner = ActiveLearner(LogisticRegression(), fn, X_training=X[[0, 1, 2, 3]], y_training=y[[0, 1, 2, 3]])
+    picks = []
+    for _ in range(3):
+        pool = np.arange(4 + 4 * len(picks), 200)
+        idx, _ = learner.query(X[pool], n_instances=4, random_state=1)
+        picks.append(np.abs(learner.estimator.decision_function(X[pool][idx])).mean())
+        learner.teach(X[pool][idx], y[pool][idx])
+    # rounds at 4 and 8 labels are random; at 12 labels margin takes the images nearest the boundary
+    assert picks[2] < 0.5 * min(picks[:2])
+
+
+def test_history_records_which_stage_chose_each_round(tmp_path, small):
+    out = tmp_path / "run"
+    result = invoke("run", "--out", out, *small, "--n-start", "1", "--query", "random@15,margin", "--rounds", "3")
+    assert result.exit_code == 0, result.output
+    rows = read_history(out)
+    assert [(r["labels"], r["strategy"]) for r in rows] == \
+        [("10", "random per class"), ("15", "random"), ("20", "margin"), ("25", "margin")]

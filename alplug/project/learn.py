@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..loop import check_new_labels, estimator_for, round_seed
+from ..strategies.schedules import chosen_by
 from ..data.sources import is_colour
 from .images import project_images
 from .store import ProjectStore
@@ -119,7 +120,7 @@ def _next_batch(store: ProjectStore, n: int, echo) -> BatchResult:
         check_new_labels(chosen, labeled_pos, learner.query_strategy)
         proba = estimator.predict_proba(chosen)
         hints = [(classes[int(p.argmax())], float(p.max())) for p in proba]
-        how = cfg.query
+        how = chosen_by(learner.query_strategy, cfg.query, trained_on)  # a schedule's stage, by the labels trained on
         _save_model(store, estimator)
     batch, dropped, queued = store.new_batch([ids[i] for i in chosen], how, trained_on, val_acc,
                                              time.perf_counter() - t0, hints)

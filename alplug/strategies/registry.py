@@ -62,11 +62,14 @@ def resolve_query(query: str, options: dict | None = None):
 
     ``a+b`` pre-selects ``prefilter`` x n candidates with ``a`` and picks n of
     them with ``b``. Options for one part are written ``a.key=value``;
-    ``prefilter`` goes to the combination.
+    ``prefilter`` goes to the combination. ``a@N,b`` is a schedule (``schedules``):
+    ``a`` until N images are labeled, then ``b``; each stage may be a combination.
     """
     from .mixed import prefiltered
 
     options = dict(options or {})
+    if "," in query:
+        return _resolve_schedule(query, options)
     parts = [p for p in query.split("+")]
     if len(parts) == 1:
         entry = _entry(query)
@@ -96,6 +99,30 @@ def resolve_query(query: str, options: dict | None = None):
     combined = bind_options(prefiltered(first, second), name, combo)
     combined.alplug_sources = {**first.alplug_sources, **second.alplug_sources}
     return checked(combined, name, "alplug combination")
+
+
+def _resolve_schedule(query: str, options: dict):
+    """``a@N,b``: each stage resolved like a ``--query`` of its own; an option goes to the stages it names."""
+    from .schedules import parse_schedule, scheduled
+
+    stages = parse_schedule(query)
+    strategies, used = {}, set()
+    for name, _ in stages:
+        if name in strategies:
+            continue
+        names = {normalize_name(part) for part in name.split("+")}
+        own = {key: value for key, value in options.items()
+               if normalize_name(key.partition(".")[0]) in names and "." in key
+               or (key == "prefilter" and "+" in name)}
+        used.update(own)
+        strategies[name] = resolve_query(name, own)
+    stray = [key for key in options if key not in used]
+    if stray:
+        raise UsageError(f"--query-opt {stray[0]}: for the schedule {query!r} write STRATEGY.KEY=VALUE, naming a "
+                         "strategy of one of its stages")
+    fn = scheduled(stages, strategies)
+    fn.alplug_sources = {k: v for s in strategies.values() for k, v in s.alplug_sources.items()}
+    return checked(fn, query, "alplug schedule")
 
 
 __all__ = ["DISABLE_ENV", "GROUP", "OPTIONAL_STRATEGIES", "PluginConflictWarning", "StrategyEntry", "StrategyLoadError",
