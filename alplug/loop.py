@@ -140,6 +140,9 @@ class ActiveLearningRun:
         # the end of fit; the round's figures use the model as it will query.
         val1_acc, val1_loss = self._evaluate(s.val1, y[s.val1])
         val2_acc, val2_loss = self._evaluate(s.val2, y[s.val2])
+        # Recorded for studies' test-accuracy curves (labels to reach a test accuracy); nothing in the run
+        # decides on it: stopping and patience read val-2.
+        test_acc, _ = self._evaluate(s.test_inputs(self.data), s.y_test)
         return {
             "round": round_, "labels": labels, "queried": len(queried),
             "train_seconds": round(train_s, 3), "query_seconds": round(query_s, 3),
@@ -148,7 +151,7 @@ class ActiveLearningRun:
             "val2_acc": round(val2_acc, 6), "val2_loss": round(val2_loss, 6),
             "queried_ids": [int(i) for i in queried],
             "queried_classes": [int(c) for c in self.data.y[queried]],
-            "strategy": strategy,
+            "strategy": strategy, "test_acc": round(test_acc, 6),
         }
 
     def _checkpoint_files(self, prefix) -> tuple[str, str | None]:

@@ -29,14 +29,18 @@ def load_runs(study: Study) -> dict[str, list[dict]]:
         out[run.query].append({
             "seed": run.seed, "labels": np.array([int(r["labels"]) for r in rows]),
             "val2": np.array([float(r["val2_acc"]) for r in rows]), "test": result["test_accuracy"],
+            # runs written before history.csv had test_acc have no test curve
+            "test_curve": (np.array([float(r["test_acc"]) for r in rows])
+                           if rows and all(r.get("test_acc") not in (None, "") for r in rows) else None),
             "classes": result["classes"], "queried_classes": queried, "rounds": len(rows) - 1,
         })
     return out
 
 
-def labels_to_reach(run: dict, target: float) -> int | None:
-    """The first number of labels at which val-2 accuracy reached ``target`` (None: never)."""
-    hit = np.flatnonzero(run["val2"] >= target)
+def labels_to_reach(run: dict, target: float, curve: str = "val2") -> int | None:
+    """The first number of labels at which val-2 (or ``curve="test_curve"``: test) accuracy reached ``target``
+    (None: never)."""
+    hit = np.flatnonzero(run[curve] >= target)
     return int(run["labels"][hit[0]]) if len(hit) else None
 
 
@@ -154,11 +158,13 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
     for query, rs in runs.items():
         row = {"strategy": query, "runs": len(rs), "final test accuracy": _mean_std([r["test"] for r in rs]),
                "normalised AULC": _mean_std([normalised_aulc(r) for r in rs])}
+        with_test = rs and all(r["test_curve"] is not None for r in rs)
         for t in targets:
-            reached = [labels_to_reach(r, t) for r in rs]
-            hits = [v for v in reached if v is not None]
-            row[f"labels to {t:g}"] = (f"{np.mean(hits):.0f} ({len(hits)}/{len(rs)} reached)" if hits
-                                      else f"— (0/{len(rs)})")
+            for curve, suffix in (("val2", ""), ("test_curve", " (test)")) if with_test else (("val2", ""),):
+                reached = [labels_to_reach(r, t, curve) for r in rs]
+                hits = [v for v in reached if v is not None]
+                row[f"labels to {t:g}{suffix}"] = (f"{np.median(hits):.0f} median, {np.mean(hits):.0f} mean "
+                                                  f"({len(hits)}/{len(rs)} reached)" if hits else f"— (0/{len(rs)})")
         row["p vs random"] = "—" if query == "random" or "random" not in runs else _paired_p(rs, runs["random"])
         table.append(row)
     cost_table = []

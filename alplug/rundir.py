@@ -35,6 +35,7 @@ HISTORY_COLUMNS = [
     "round", "labels", "queried", "train_seconds", "query_seconds", "train_loss",
     "val1_acc", "val1_loss", "val2_acc", "val2_loss", "queried_ids", "queried_classes",
     "strategy",  # which strategy chose the round's images (a schedule's stage); round 0: how the initial set was
+    "test_acc",  # for studies' curves only: no decision of the run reads it
 ]
 # Columns that measure the machine, not the run: they differ between identical runs.
 TIMING_COLUMNS = ("train_seconds", "query_seconds")
