@@ -183,9 +183,10 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
     from .errors import UsageError
     from .study import Study, run_study
     from .checks import check_run_settings
+    from .strategies.schedules import split_queries
 
     given = {**(read_settings(config_file) if config_file else {}), **explicit_settings(ctx, params)}
-    queries = [q.strip() for q in str(given.pop("query", params["query"])).split(",") if q.strip()]
+    queries = split_queries(str(given.pop("query", params["query"])))
     first_seed = int(given.pop("seed", 0))
     for name, value in (("--seeds", seeds), ("--jobs", jobs), ("--threads", threads)):
         if value is not None and value < 1:

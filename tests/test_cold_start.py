@@ -172,3 +172,11 @@ def test_history_records_which_stage_chose_each_round(tmp_path, small):
     rows = read_history(out)
     assert [(r["labels"], r["strategy"]) for r in rows] == \
         [("10", "random per class"), ("15", "random"), ("20", "margin"), ("25", "margin")]
+
+
+def test_a_study_lists_schedules_among_its_strategies():
+    from alplug.strategies.schedules import split_queries
+
+    assert split_queries("random, typiclust@30,margin,entropy") == ["random", "typiclust@30,margin", "entropy"]
+    assert split_queries("a@10,b@20,c,d") == ["a@10,b@20,c", "d"]
+    assert split_queries("typiclust@30") == ["typiclust@30"]  # left for parse_schedule to refuse

@@ -39,6 +39,24 @@ def parse_schedule(query: str) -> list[tuple[str, int | None]]:
     return stages
 
 
+def split_queries(text: str) -> list[str]:
+    """``alplug compare --query`` lists: ``"random,typiclust@30,margin"`` -> ["random", "typiclust@30,margin"].
+
+    A stage with @LABELS always continues into the next, so a schedule needs no quoting inside the list.
+    """
+    queries, current = [], []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        current.append(part)
+        if "@" not in part:
+            queries.append(",".join(current))
+            current = []
+    if current:  # a trailing stage with @: parse_schedule reports it
+        queries.append(",".join(current))
+    return queries
+
+
 def labeled_count(learner) -> int:
     labeled = labeled_inputs(learner)
     return 0 if labeled is None else len(labeled)
