@@ -61,6 +61,10 @@ def _run_option_list():
         click.option("--epochs", type=int, default=d.epochs, show_default=True, help="Training epochs per round."),
         click.option("--patience", type=int, default=None,
                      help="Stop after this many rounds without val-2 improvement. [default: off]"),
+        click.option("--stop", default=None,
+                     help="Stopping rules, any of kappa[=0.99] (predictions stabilised), uncertainty[=0.05] (mean "
+                          "least confidence on unlabeled images), patience[=3] (val-2), comma-separated; the first "
+                          "that fires stops the run. [default: off]"),
         click.option("--budget", type=int, default=None,
                      help="Stop when this many images are labeled (initial set included). [default: none]"),
         click.option("--lr", type=float, default=d.lr, show_default=True, help="Learning rate."),

@@ -32,6 +32,7 @@ class RunConfig:
     rounds: int = 5
     epochs: int = 10
     patience: int | None = None
+    stop: str | None = None          # stopping rules (alplug.stopping), e.g. "kappa=0.99,uncertainty"
     budget: int | None = None
     lr: float = 1e-3
     batch_size: int = 32
@@ -73,6 +74,13 @@ class RunConfig:
             problems.append("--n-initial needs --initial STRATEGY (random, typiclust, probcover, ...)")
         if self.n_initial is not None and self.n_initial < 1:
             problems.append(f"--n-initial = {self.n_initial}, must be >= 1")
+        if self.stop is not None:
+            from .stopping import parse_stop
+
+            try:
+                parse_stop(self.stop)
+            except UsageError as exc:
+                problems.append(str(exc))
         if self.patience is not None and self.patience < 1:
             problems.append(f"--patience = {self.patience}, must be >= 1")
         if self.budget is not None and self.budget < 1:

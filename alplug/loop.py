@@ -27,6 +27,7 @@ from .data import DataSet, Splits, load_dataset, make_splits
 from .rundir import RunDirectory, RunState
 from .schedule import next_batch_size
 from .strategies.outputs import shared_model_outputs
+from .stopping import fires, parse_stop, stop_measures, stop_set
 from .strategies.schedules import chosen_by
 
 
@@ -93,6 +94,10 @@ def _stop_reason(config: RunConfig, state: RunState, n_pool_left: int) -> str | 
         return f"label budget of {config.budget} reached"
     if config.patience is not None and state.stale_rounds >= config.patience:
         return f"no val-2 improvement for {config.patience} rounds (patience)"
+    for rule, threshold in parse_stop(config.stop).items():
+        why = fires(rule, threshold, state.history)
+        if why:
+            return why
     if n_pool_left == 0:
         return "pool is empty"
     return None
@@ -132,8 +137,8 @@ class ActiveLearningRun:
         loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))))
         return (acc, loss, pred) if with_predictions else (acc, loss)
 
-    def _row(self, round_: int, labels: int, queried: np.ndarray, train_s: float, query_s: float,
-             strategy: str) -> dict:
+    def _row(self, state: RunState, round_: int, labels: int, queried: np.ndarray, train_s: float,
+             query_s: float, strategy: str) -> dict:
         last = self.estimator.history[-1]
         y, s = self.data.y, self.splits
         # skorch scores val-1 during each epoch, before BatchNorm is recalibrated at
@@ -143,6 +148,10 @@ class ActiveLearningRun:
         # Recorded for studies' test-accuracy curves (labels to reach a test accuracy); nothing in the run
         # decides on it: stopping and patience read val-2.
         test_acc, _ = self._evaluate(s.test_inputs(self.data), s.y_test)
+        # Every run measures what the stopping rules read, so the report can show where each would have stopped.
+        stop_ids = stop_set(s.pool, self.config.seed)
+        predictions, kappa, uncertainty = stop_measures(self.estimator.predict_proba(stop_ids), state.stop_predictions)
+        state.stop_predictions = predictions
         return {
             "round": round_, "labels": labels, "queried": len(queried),
             "train_seconds": round(train_s, 3), "query_seconds": round(query_s, 3),
@@ -152,6 +161,7 @@ class ActiveLearningRun:
             "queried_ids": [int(i) for i in queried],
             "queried_classes": [int(c) for c in self.data.y[queried]],
             "strategy": strategy, "test_acc": round(test_acc, 6),
+            "stop_kappa": None if kappa is None else round(kappa, 6), "stop_uncertainty": round(uncertainty, 6),
         }
 
     def _checkpoint_files(self, prefix) -> tuple[str, str | None]:
@@ -258,7 +268,7 @@ class ActiveLearningRun:
             t0 = time.perf_counter()
             learner = ActiveLearner(self.estimator, self.strategy,
                                     X_training=initial, y_training=self.oracle.reveal(initial))
-            row = self._row(0, len(initial), np.array([], dtype=np.int64), time.perf_counter() - t0, 0.0,
+            row = self._row(state, 0, len(initial), np.array([], dtype=np.int64), time.perf_counter() - t0, 0.0,
                             cfg.initial or "random per class")
             self._commit(state, row)
             self._announce(row)
@@ -295,7 +305,7 @@ class ActiveLearningRun:
             learner.teach(new, self.oracle.reveal(new))
             train_s = time.perf_counter() - t0
             state.queried = state.queried + [int(i) for i in new]
-            row = self._row(round_, state.labels + len(new), new, train_s, query_s, by)
+            row = self._row(state, round_, state.labels + len(new), new, train_s, query_s, by)
             self._commit(state, row)
             self._announce(row)
         state.stop_reason = reason

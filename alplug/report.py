@@ -33,6 +33,7 @@ def load_runs(study: Study) -> dict[str, list[dict]]:
             "test_curve": (np.array([float(r["test_acc"]) for r in rows])
                            if rows and all(r.get("test_acc") not in (None, "") for r in rows) else None),
             "classes": result["classes"], "queried_classes": queried, "rounds": len(rows) - 1,
+            "history": rows, "pool": int((result.get("split_sizes") or {}).get("pool", 0)) + int(rows[0]["labels"]),
         })
     return out
 
@@ -84,6 +85,35 @@ def label_cost(run: dict, goal: float, cost_label: float, lam: float) -> float |
     initial = int(run["labels"][0])
     queried = int(run["labels"][k] - initial)
     return cost_label * initial + k * lam * cost_label + cost_label * queried
+
+
+def stopping_table(runs: dict[str, list[dict]], base, cost_label: float, lam: float) -> tuple[list[dict], str]:
+    """Where each stopping rule would have stopped each strategy's runs, and at what cost (alplug.stopping)."""
+    from .stopping import DEFAULTS, parse_stop, where_rules_stop
+
+    rules = {**DEFAULTS, **parse_stop(base.stop)}
+    table = []
+    for query, rs in runs.items():
+        found = [where_rules_stop(r["history"], rules, r["pool"], cost_label, lam, cost_label) for r in rs]
+        for rule in [*rules, "hindsight"]:
+            if not found:
+                continue
+            entries = [f[rule] for f in found]
+            label = rule if rule == "hindsight" else f"{rule}={rules[rule]:g}"
+            table.append({
+                "strategy": query, "rule": label,
+                "fired": "—" if rule == "hindsight" else f"{sum(e['fired'] for e in entries)}/{len(entries)}",
+                "labels at stop (median)": f"{np.median([e['labels'] for e in entries]):.0f}",
+                "test acc at stop": _mean_std([e["accuracy"] for e in entries]),
+                "cost": f"{np.mean([e['cost'] for e in entries]):.0f}",
+                "regret vs hindsight": f"{np.mean([e['regret'] for e in entries]):.0f}",
+            })
+    intro = (f"Where each rule would have stopped every run (the last round if it never fired: `fired` counts the "
+             f"runs it stopped), with the run's own --stop thresholds or the defaults. Cost of stopping after a "
+             f"round: C_L·labels + K·λ·C_L for K training rounds + C_E·(1 − test accuracy)·N, the errors on the "
+             f"N pool images the model then labels, with C_L = C_E = {cost_label:g} and λ = {lam:g}; regret is the "
+             "extra cost over the cheapest round in hindsight (mean over seeds).")
+    return table, intro
 
 
 def _mean_std(values) -> str:
@@ -176,7 +206,9 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
             row[f"λ={lam:g}"] = f"{np.mean(hits):.0f} ({len(hits)}/{len(rs)})" if hits else "not reached"
         cost_table.append(row)
 
-    for name, rows in (("summary", table), ("label_cost", cost_table), ("queried_classes", class_rows)):
+    stop_rows, stop_intro = stopping_table(runs, study.base, cost_label, lambdas[0] if lambdas else 15.0)
+    for name, rows in (("summary", table), ("label_cost", cost_table), ("queried_classes", class_rows),
+                       ("stopping", stop_rows)):
         if rows:
             (out / f"{name}.csv").write_text(csv_text(list(rows[0]), ([r[k] for k in rows[0]] for r in rows)),
                                             encoding="utf-8")
@@ -204,7 +236,8 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
                   "over the seeds that reached the goal (how many in brackets).")
     md = "\n\n".join([
         "# alplug study report", intro, "![learning curves](learning_curves.png)", "## Summary", md_table(table),
-        "## Label cost", cost_intro, md_table(cost_table), "## Queried classes",
+        "## Label cost", cost_intro, md_table(cost_table), "## Stopping rules", stop_intro, md_table(stop_rows),
+        "## Queried classes",
         "Share of queried labels for the ten classes random queried most.",
         "![queried classes](queried_classes.png)", ""])
     (out / "report.md").write_text(md)

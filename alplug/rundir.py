@@ -36,6 +36,7 @@ HISTORY_COLUMNS = [
     "val1_acc", "val1_loss", "val2_acc", "val2_loss", "queried_ids", "queried_classes",
     "strategy",  # which strategy chose the round's images (a schedule's stage); round 0: how the initial set was
     "test_acc",  # for studies' curves only: no decision of the run reads it
+    "stop_kappa", "stop_uncertainty",  # what the stopping rules read (alplug.stopping), measured in every run
 ]
 # Columns that measure the machine, not the run: they differ between identical runs.
 TIMING_COLUMNS = ("train_seconds", "query_seconds")
@@ -104,6 +105,7 @@ class RunState:
     stop_reason: str | None = None
     ssl_backbone: dict | None = None  # the cached --ssl backbone the run starts every fit from: key and path
     initial: list[int] | None = None  # the initial set --initial picked (None: n_start per class from the seed)
+    stop_predictions: list[int] | None = None  # the last round's predictions on the stop set (kappa rule)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)
@@ -136,6 +138,9 @@ def state_problem(state, run_path: Path) -> str | None:
         return "has initial ids that are not a list of distinct whole numbers >= 0"
     if initial is not None and set(initial) & set(queried):
         return "lists an image id both as initial and as queried"
+    predictions = state.get("stop_predictions")
+    if predictions is not None and (not isinstance(predictions, list) or not all(whole(p) for p in predictions)):
+        return "has stop_predictions that are not a list of whole numbers >= 0"
     history = state.get("history")
     if not isinstance(history, list) or len(history) != state["round"] + 1:
         return f"has a history of {len(history) if isinstance(history, list) else 'no'} rounds for round " \
@@ -146,6 +151,9 @@ def state_problem(state, run_path: Path) -> str | None:
             return "has a history row without round, labels and val2_acc"
         if not isinstance(row.get("strategy", ""), str) or len(row.get("strategy", "")) > 1000:
             return "has a history row whose strategy is not a short text"
+        for key in ("stop_kappa", "stop_uncertainty"):
+            if row.get(key) is not None and (not isinstance(row[key], (int, float)) or isinstance(row[key], bool)):
+                return f"has a history row whose {key} is not a number"
     if state.get("best_val2") is not None and not isinstance(state["best_val2"], (int, float)):
         return "has a best_val2 that is not a number"
     backbone = state.get("ssl_backbone")

@@ -180,3 +180,88 @@ def test_a_study_lists_schedules_among_its_strategies():
     assert split_queries("random, typiclust@30,margin,entropy") == ["random", "typiclust@30,margin", "entropy"]
     assert split_queries("a@10,b@20,c,d") == ["a@10,b@20,c", "d"]
     assert split_queries("typiclust@30") == ["typiclust@30"]  # left for parse_schedule to refuse
+
+
+# ---- stopping rules ---------------------------------------------------------------------------------------
+
+def rows(val2, kappa=None, uncertainty=None, test=None):
+    n = len(val2)
+    kappa = kappa or [None] * n
+    uncertainty = uncertainty or [0.5] * n
+    test = test or val2
+    return [{"round": i, "labels": 10 + 10 * i, "val2_acc": v, "stop_kappa": k, "stop_uncertainty": u,
+             "test_acc": t} for i, (v, k, u, t) in enumerate(zip(val2, kappa, uncertainty, test))]
+
+
+def test_parse_stop():
+    from alplug.stopping import parse_stop
+
+    assert parse_stop("kappa, patience=2") == {"kappa": 0.99, "patience": 2.0}
+    assert parse_stop(None) == {}
+    for bad, message in (("kapa", "unknown rule"), ("kappa=high", "not a number"), ("patience=1.5", "whole number"),
+                         ("uncertainty=2", "in [0, 1]"), ("kappa=-1", "(-1, 1]")):
+        with pytest.raises(UsageError, match=message.replace("(", r"\(").replace("[", r"\[")):
+            parse_stop(bad)
+
+
+def test_kappa_rule_needs_three_stable_rounds():
+    from alplug.stopping import first_stop, fires
+
+    history = rows([0.5] * 6, kappa=[None, 0.5, 0.995, 0.99, 0.97, 0.999])
+    assert fires("kappa", 0.99, history[:4]) is None  # only two kappas of the window at or above
+    assert first_stop("kappa", 0.98, history) == 4     # mean(0.995, 0.99, 0.97) = 0.985
+    assert first_stop("kappa", 0.99, history) is None  # no three rounds average 0.99
+    assert "mean kappa of the last 3 rounds" in fires("kappa", 0.98, history[:5])
+
+
+def test_uncertainty_and_patience_rules():
+    from alplug.stopping import first_stop
+
+    history = rows([0.5, 0.7, 0.8, 0.79, 0.8, 0.75], uncertainty=[0.6, 0.3, 0.1, 0.06, 0.05, 0.04])
+    assert first_stop("uncertainty", 0.05, history) == 4
+    assert first_stop("patience", 3, history) == 5  # best 0.8 first at round 2; a tie at round 4 is no gain
+    assert first_stop("patience", 4, history) is None
+
+
+def test_measures_on_the_stop_set():
+    from alplug.stopping import stop_measures, stop_set
+
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    pred, kappa, uncertainty = stop_measures(proba, None)
+    assert pred == [0, 1, 0, 1] and kappa is None and uncertainty == pytest.approx((0.1 + 0.2 + 0.4 + 0.3) / 4)
+    assert stop_measures(proba, [0, 1, 0, 1])[1] == 1.0
+    assert stop_measures(proba, [0, 1, 1, 1])[1] == pytest.approx(0.5)  # po 0.75, pe 0.5
+    assert stop_measures(np.array([[1.0, 0.0]] * 3), [0, 0, 0])[1] == 1.0  # one class both times: not NaN
+    pool = np.arange(5000)
+    a, b = stop_set(pool, 3), stop_set(pool, 3)
+    assert len(a) == 1000 and np.array_equal(a, b) and not np.array_equal(a, stop_set(pool, 4))
+
+
+def test_report_costs_each_rules_stop_against_hindsight():
+    from alplug.stopping import where_rules_stop
+
+    history = rows([0.5, 0.8, 0.9, 0.9, 0.9], kappa=[None, 0.5, 0.99, 1.0, 1.0],
+                   test=[0.5, 0.8, 0.9, 0.95, 0.95])
+    out = where_rules_stop(history, {"kappa": 0.99, "patience": 2}, n_apply=1000, cost_label=1, lam=5, error_cost=1)
+    # cost(k) = labels + 5k + 1000 (1 - test): 510, 225, 140, 105, 120
+    assert out["hindsight"]["row"] == 3 and out["hindsight"]["cost"] == pytest.approx(105)
+    # mean kappa of rows 1-3 is 0.83, of rows 2-4 0.997: the rule fires one round after the cheapest stop
+    assert out["kappa"] == {"row": 4, "fired": True, "labels": 50, "accuracy": 0.95, "cost": pytest.approx(120),
+                            "regret": pytest.approx(15)}
+    # val-2 peaks at round 2 (later ties are no gain): two rounds without gain end at row 4
+    assert out["patience"]["row"] == 4 and out["patience"]["fired"]
+    out = where_rules_stop(history, {"patience": 3}, n_apply=1000, cost_label=1, lam=5, error_cost=1)
+    assert out["patience"]["row"] == 4 and not out["patience"]["fired"]  # never fires: the last row
+
+
+@pytest.mark.parametrize("stop,reason", [("uncertainty=0.99", "overall uncertainty"),
+                                         ("patience=1", "no val-2 improvement for 1 rounds"),
+                                         ("kappa=-0.5", "predictions stabilised")])
+def test_each_rule_stops_a_real_run_and_is_its_stop_reason(tmp_path, small, stop, reason):
+    out = tmp_path / "run"
+    result = invoke("run", "--out", out, *small, "--n-start", "1", "--rounds", "8", "--stop", stop)
+    assert result.exit_code == 0, result.output
+    result = json.loads((out / "result.json").read_text())
+    assert reason in result["stop_reason"] and result["rounds"] < 8
+    history = read_history(out)
+    assert history[0]["stop_kappa"] == "" and all(r["stop_kappa"] != "" for r in history[1:])

@@ -52,6 +52,12 @@ def test_report_files_and_self_contained_html(study):
         summary = {r["strategy"]: r for r in csv.DictReader(f)}
     assert summary["random"]["runs"] == "2" and "±" in summary["margin"]["final test accuracy"]
     assert summary["random"]["p vs random"] == "—"
+    assert "labels to 0.9 (test)" in summary["random"]  # every round's test accuracy is in history.csv
+    with open(report / "stopping.csv") as f:
+        stopping = [(r["strategy"], r["rule"]) for r in csv.DictReader(f)]
+    assert stopping == [(q, rule) for q in ("random", "margin")
+                        for rule in ("kappa=0.99", "uncertainty=0.05", "patience=3", "hindsight")]
+    assert "## Stopping rules" in (report / "report.md").read_text()
 
 
 def test_rerun_resumes_and_retries_only_what_is_missing(study):
