@@ -1,7 +1,10 @@
 """alplug's strategies inside a plain modAL loop: no alplug loop, CLI or run directory involved.
 
-    uv run python examples/plain_modal.py
+    uv run python examples/plain_modal.py             # entropy
+    uv run python examples/plain_modal.py typiclust   # any name from `alplug strategies`
 """
+import sys
+
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
@@ -21,7 +24,8 @@ pool = pool[30:]
 
 torch.manual_seed(0)
 net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=8)
-learner = ActiveLearner(net, get_strategy("entropy"), X_training=X[start], y_training=y[start])
+strategy = sys.argv[1] if len(sys.argv) > 1 else "entropy"
+learner = ActiveLearner(net, get_strategy(strategy), X_training=X[start], y_training=y[start])
 for round_ in range(1, 4):
     idx, _ = learner.query(X[pool], n_instances=30, random_state=round_)
     learner.teach(X[pool[idx]], y[pool[idx]])  # the "oracle" is the known label

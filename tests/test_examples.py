@@ -2,11 +2,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_plain_modal_example_runs_and_learns():
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "plain_modal.py")], capture_output=True,
+@pytest.mark.parametrize("strategy", [[], ["typiclust"]])
+def test_plain_modal_example_runs_and_learns(strategy):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "plain_modal.py"), *strategy], capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [line for line in out.stdout.splitlines() if line.startswith("round")]
