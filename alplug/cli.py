@@ -249,24 +249,31 @@ def report(study_dir, targets, goal, label_cost, lambdas):
 
 
 @cli.command()
-@click.argument("studies", nargs=-1, type=click.Path())
-def recipes(studies):
+@click.argument("studies", nargs=-1, metavar="STUDY[::STRATEGY]...")
+@click.option("--metric", default="test", show_default=True,
+              help="What to compare: test (final test accuracy), labels-to=ACC (labels to reach a test accuracy), "
+                   "acc-at=N (test accuracy at N labels).")
+def recipes(studies, metric):
     """Compare training recipes: studies of the same strategies and seeds made with other settings (--ssl, --semi,
-    epochs, ...), each against the first, paired by strategy and seed (Wilcoxon, Holm-corrected).
+    epochs, ...), each against the first, paired by strategy and seed (Wilcoxon, Holm-corrected). STUDY::STRATEGY
+    takes one strategy of a study, paired by seed alone.
 
     \b
-    Example:
+    Examples:
       alplug recipes studies/supervised studies/ssl-frozen studies/ssl-frozen-fixmatch
+      alplug recipes --metric labels-to=0.95 studies/a::random studies/b::typiclust
     """
     from .errors import UsageError
-    from .recipes import check_pairable, compare_recipes, markdown
+    from .recipes import check_pairable, compare_recipes, markdown, parse_arm, parse_metric
     from .study import Study
 
+    parse_metric(metric)
     if len(studies) < 2:
         raise UsageError("give two or more study directories: the first is the baseline the others are tested against")
-    opened = [Study.open(path) for path in studies]
+    arms = [parse_arm(text) for text in studies]
+    opened = [Study.open(path) for path, _ in arms]
     check_pairable(opened)
-    click.echo(markdown(compare_recipes(opened)), nl=False)
+    click.echo(markdown(compare_recipes(opened, [s for _, s in arms], metric), metric), nl=False)
 
 
 def _list_plugins(discovered, describe, optional: dict[str, str]) -> None:

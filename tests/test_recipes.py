@@ -62,3 +62,49 @@ def test_the_command_prints_a_table_and_refuses_what_cannot_be_paired(tmp_path):
     assert result.exit_code == 2 and "two or more" in result.output
     result = CliRunner().invoke(cli, ["recipes", str(tmp_path / "a"), str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "not an alplug study" in result.output
+
+
+def make_curve_study(path, queries: dict[str, dict[int, list[float]]], **settings) -> Study:
+    """A finished study whose run (strategy q, seed s) has the test curve queries[q][s] at 10, 20, 30 ... labels."""
+    seeds = sorted({s for curves in queries.values() for s in curves})
+    study = Study(path, list(queries), seeds, RunConfig(n_start=1, rounds=2, **settings))
+    study.prepare()
+    for run in study.runs:
+        curve = queries[run.query][run.seed]
+        d = study.run_dir(run)
+        d.mkdir(parents=True)
+        (d / "history.csv").write_text("round,labels,val2_acc,queried_classes,test_acc\n" + "".join(
+            f"{i},{10 * (i + 1)},0.5,,{acc}\n" for i, acc in enumerate(curve)))
+        (d / "result.json").write_text(json.dumps({"test_accuracy": curve[-1], "classes": ["a", "b"]}))
+    return study
+
+
+def test_arms_of_different_studies_are_paired_by_seed_on_labels_to_reach():
+    import tempfile
+    from pathlib import Path
+
+    tmp = Path(tempfile.mkdtemp())
+    a = make_curve_study(tmp / "a", {"random": {0: [0.5, 0.8, 0.96], 1: [0.5, 0.9, 0.94], 2: [0.6, 0.95, 0.97]},
+                                     "margin": {0: [0.5, 0.5, 0.5], 1: [0.5, 0.5, 0.5], 2: [0.5, 0.5, 0.5]}})
+    b = make_curve_study(tmp / "b", {"typiclust": {0: [0.96, 0.97, 0.97], 1: [0.9, 0.95, 0.96],
+                                                   2: [0.95, 0.96, 0.97]}}, initial="typiclust", n_initial=10)
+    rows = compare_recipes([a, b], ["random", "typiclust"], "labels-to=0.95")
+    # random needs 30, 31 (never reached: one more than its 30 labels), 20; typiclust 10, 20, 10
+    assert rows[0]["median"] == 30 and rows[0]["max"] == 31
+    assert rows[1]["recipe"] == "typiclust (initial=typiclust, n-initial=10)"
+    assert rows[1]["wins"] == 3 and rows[1]["losses"] == 0  # fewer labels is better
+    assert rows[1]["median_diff"] == -11
+    rows = compare_recipes([a, b], ["random", "typiclust"], "acc-at=20")
+    assert rows[0]["median"] == pytest.approx(0.9) and rows[1]["median"] == pytest.approx(0.96)
+    with pytest.raises(Exception, match="for every study"):
+        compare_recipes([a, b], ["random", None])
+    with pytest.raises(Exception, match="no finished run of 'margn'"):
+        compare_recipes([a, b], ["random", "margn"])
+
+
+@pytest.mark.parametrize("metric", ["labels-to=2", "acc-at=0", "best", "labels-to"])
+def test_bad_metric_is_one_line(tmp_path, metric):
+    make_study(tmp_path / "a", {0: 0.5, 1: 0.6})
+    make_study(tmp_path / "b", {0: 0.7, 1: 0.8}, semi="pseudo")
+    result = CliRunner().invoke(cli, ["recipes", "--metric", metric, str(tmp_path / "a"), str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--metric" in result.output and len(result.output.strip().splitlines()) == 1
