@@ -179,3 +179,13 @@ def test_first_batch_can_still_be_random(tmp_path):
     result = invoke("project", "next", tmp_path / "proj", "-n", 3, "--out", tmp_path / "b1.csv")
     assert result.exit_code == 0 and "random (too few labels to train)" in result.output, result.output
     assert len(batch_rows(tmp_path / "b1.csv")) == 3
+
+
+def test_a_schedule_in_a_project_records_the_stage_that_chose_the_batch(tmp_path):
+    project, truth = make_project(tmp_path, 8, "--query", "random@100,margin")
+    paths = sorted(truth)
+    write_labels(tmp_path / "labels.csv", [(p, truth[p]) for p in paths[::2]])
+    assert invoke("project", "import", project, tmp_path / "labels.csv").exit_code == 0
+    result = invoke("project", "next", project, "-n", 3, "--out", tmp_path / "b.csv")
+    assert result.exit_code == 0 and "by random (trained on" in result.output, result.output
+    assert db(project).execute("SELECT how FROM batches").fetchall() == [("random",)]
