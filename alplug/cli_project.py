@@ -107,6 +107,9 @@ def init(ctx, project_dir, images_dir, classes, **params):
 def next_(project_dir, n, out):
     """Train on the labels so far and queue the next batch (picked by --initial, typicality by default,
     while there are too few labels to train)."""
+    from .cli import say_preparing
+
+    say_preparing("project next")
     from .errors import UsageError
     from .project.csvio import batch_csv
     from .project.learn import next_batch

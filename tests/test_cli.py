@@ -308,3 +308,39 @@ def test_augmented_run(tmp_path):
     result = invoke("run", "--out", out, *QUICK, "--augment", "--rounds", "1")
     assert result.exit_code == 0, result.output
     assert json.loads((out / "result.json").read_text())["config"]["augment"] is True
+
+
+@pytest.mark.parametrize("command", [["run", "--n-start", "1", "--rounds", "0", "--epochs", "1"],
+                                     ["compare", "--query", "random", "--seeds", "1", "--n-start", "1", "--rounds", "0",
+                                      "--epochs", "1"]])
+def test_on_a_terminal_the_first_line_comes_before_the_heavy_imports(tmp_path, command):
+    """`alplug run` and `compare` say what they do before torch loads (seconds): read through a pseudo-terminal,
+    with Python's import-time trace on the same terminal, the line comes before torch's first import."""
+    import os
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: alplug on the terminal
+        os.execvp(sys.executable, [sys.executable, "-X", "importtime", "-m", "alplug", *command,
+                                   "--out", str(tmp_path / "out")])
+    import re
+
+    torch_line = re.compile(rb"\|\s+torch\r?\n")
+    seen, deadline = b"", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and not torch_line.search(seen):
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    found = torch_line.search(seen)
+    assert found, seen.decode(errors="replace")[-2000:]
+    said = seen.find(f"alplug {command[0]}: loading torch".encode())
+    assert 0 <= said < found.start(), seen.decode(errors="replace")[-2000:]
