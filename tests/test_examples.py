@@ -24,3 +24,14 @@ def test_plugin_template_tests_pass_against_this_alplug():
                          env={**__import__("os").environ, "PYTHONPATH": str(template)})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "2 passed" in out.stdout
+
+
+def test_gpu_check_says_there_is_no_gpu_and_exits_0():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: run benchmarks/gpu_check.sh itself")
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                         timeout=300, env={**__import__("os").environ, "ALPLUG_PYTHON": sys.executable})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "no CUDA device on this machine" in out.stdout
