@@ -25,7 +25,7 @@ def test_wheels_install_offline_and_extras_pull_plugins(tmp_path):
         run(UV, "build", "-q", "--offline", "--wheel", "-o", wheels, ROOT / "examples" / example, cwd=ROOT)
     names = sorted(p.name.split("-")[0] for p in wheels.glob("*.whl"))
     assert names == ["alplug", "alplug_bald", "alplug_example_dataset", "alplug_example_model",
-                     "alplug_example_strategy", "alplug_kmeans", "alplug_outlier", "alplug_timm"]
+                     "alplug_example_strategy", "alplug_kmeans", "alplug_outlier", "alplug_skactiveml", "alplug_timm"]
 
     # A fresh virtual environment (with pip) holding the lock file's third-party packages, linked from uv's
     # cache (torch alone is gigabytes; nothing is downloaded), and no alplug distribution. `uv sync --frozen`
@@ -50,6 +50,7 @@ def test_wheels_install_offline_and_extras_pull_plugins(tmp_path):
     lines = {line.split()[0]: line for line in listing.splitlines() if line.strip()}
     assert "alplug-outlier 0.1.0" in lines["outlier"] and "alplug-outlier 0.1.0" in lines["cluster-outlier"]
     assert "bald" not in lines and 'pip install "alplug[bald]"' in listing
+    assert "typiclust" not in lines and 'pip install "alplug[skactiveml]"' in listing
 
     run(*pip, "alplug-example-strategy", env=env)  # a third-party plugin built from the template
     listing = run(venv / "bin" / "alplug", "strategies", env=env)

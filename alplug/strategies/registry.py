@@ -21,6 +21,8 @@ OPTIONAL_STRATEGIES = {
                      "mc-margin", "mc-ratio"], "bald"),
     **dict.fromkeys(["outlier", "cluster-outlier"], "outlier"),
     **dict.fromkeys(["kmeans-boundary", "coreset", "badge"], "kmeans"),
+    **dict.fromkeys(["typiclust", "probcover", "maxherding", "dal", "falcun", "dropquery", "clue", "contrastive-al"],
+                    "skactiveml"),
 }
 
 
