@@ -167,6 +167,26 @@ def test_freeze_backbone_leaves_the_backbone_unchanged_and_computes_features_onc
     assert set(np.concatenate(images.reads[n_reads:])) == set(range(60, 100))  # only the new ids were read
 
 
+def test_the_frozen_backbone_is_fingerprinted_once_per_initialization_not_per_pass(digits, tmp_path):
+    from alplug.estimators import make_estimator
+
+    net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=1, batch_size=16, images=digits.X,
+                         freeze_backbone=True, device="cpu")
+    net.fit(np.arange(40), digits.y[:40])
+    hashed = []
+    state_dict = net.module_.backbone.state_dict
+    net.module_.backbone.state_dict = lambda *a, **k: hashed.append(1) or state_dict(*a, **k)
+    for _ in range(3):
+        net.predict_proba(np.arange(100))
+    assert hashed == []  # the fingerprint of the fit serves every pass
+    net.save_params(f_params=tmp_path / "p.pt")
+    net.load_params(f_params=tmp_path / "p.pt")
+    hashed.clear()  # saving and loading read the state dict too
+    net.predict_proba(np.arange(10))
+    net.predict_proba(np.arange(10, 20))
+    assert len(hashed) == 1  # loaded weights may differ: fingerprinted again, once
+
+
 @pytest.mark.parametrize("method", ["entropy", "pseudo"])
 def test_a_frozen_backbone_learns_from_cached_features_of_the_unlabeled_pool(digits, method, tmp_path):
     """entropy and pseudo-labels need no views: with a frozen backbone each image is read once, whatever the
