@@ -123,8 +123,12 @@ def run(ctx, out, resume, config_file, verbose, **params):
         job.check_resumable(run_dir)  # state.json against this run's splits, before anything is said or done
     if run_dir is None:
         run_dir = RunDirectory.create(out_path, config)
+    sizes = job.splits.sizes()
+    if config.initial is not None and not resume:  # picked once the run starts (after any pretraining)
+        sizes["initial"] = f"{config.n_initial} by {config.initial}"
+        sizes["pool"] -= config.n_initial
     click.echo(f"alplug: {config.query} on {job.data.name} with {config.model}, seed {config.seed}, "
-               f"device {job.estimator.device}; splits {job.splits.sizes()}; writing {run_dir.path}")
+               f"device {job.estimator.device}; splits {sizes}; writing {run_dir.path}")
     try:
         result = job.run(run_dir)
     except KeyboardInterrupt:
