@@ -220,7 +220,7 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
         from .data import load_dataset, make_splits
 
         data = load_dataset(base.dataset, base.data_dir, image_size=base.image_size)
-        check_model_fits(base, data, make_splits(data, seed=first_seed, n_start=0 if base.initial else base.n_start, test_size=base.test_size,
+        check_model_fits(base, data, make_splits(data, seed=first_seed, n_start=None if base.initial else base.n_start, test_size=base.test_size,
                                                  val1_size=base.val1_size, val2_size=base.val2_size))
     from .backends import study_backend
 

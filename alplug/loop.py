@@ -116,7 +116,7 @@ class ActiveLearningRun:
         self.strategy = check_run_settings(config)[config.query]
         self.data: DataSet = load_dataset(config.dataset, config.data_dir, image_size=config.image_size)
         # With --initial the initial set is picked by a strategy in _run (after any pretraining it reads).
-        self.splits: Splits = make_splits(self.data, seed=config.seed, n_start=0 if config.initial else config.n_start,
+        self.splits: Splits = make_splits(self.data, seed=config.seed, n_start=None if config.initial else config.n_start,
                                           test_size=config.test_size, val1_size=config.val1_size,
                                           val2_size=config.val2_size)
         # A bad architecture, weights file or budget fails here, before the caller creates a run directory.

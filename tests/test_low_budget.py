@@ -122,7 +122,10 @@ def test_a_semi_supervised_fit_reads_no_more_than_a_batch_and_only_pool_images(d
     from alplug.estimators import make_estimator
 
     images = CountingImages(digits.X)
-    labeled, unlabeled, held_out = np.arange(0, 20), np.arange(20, 120), np.arange(120, 1797)
+    # 96 unlabeled images make whole batches of 3 x 8: the loader drops a partial last batch (BatchNorm), which
+    # with 100 left out 4 random images per pass, and one of them was missed by every pass in a CI run
+    labeled, unlabeled, held_out = np.arange(0, 20), np.arange(20, 116), np.arange(116, 1797)
+    torch.manual_seed(0)
     net = make_estimator("squeezenet1_1", in_channels=1, num_classes=10, epochs=2, batch_size=8, images=images,
                          semi="fixmatch", semi_ratio=3, device="cpu")
     net.unlabeled = unlabeled
@@ -131,8 +134,8 @@ def test_a_semi_supervised_fit_reads_no_more_than_a_batch_and_only_pool_images(d
     assert not np.isin(read, held_out).any()
     assert np.isin(unlabeled, read).all()  # the stream went over the pool
     assert max(len(r) for r in images.reads) <= 3 * 8
-    # an epoch is one pass over the unlabeled stream: 100 images / (3 x 8) per step = 5 steps
-    assert [row["train_batch_count"] for row in net.history] == [5, 5]
+    # an epoch is one pass over the unlabeled stream: 96 images / (3 x 8) per step = 4 steps
+    assert [row["train_batch_count"] for row in net.history] == [4, 4]
 
 
 # ---- --freeze-backbone ---------------------------------------------------------------------------------------

@@ -42,3 +42,13 @@ def test_n_start_times_classes_larger_than_pool_is_refused(digits):
         make_splits(digits, seed=0, n_start=200)
     with pytest.raises(UsageError, match="n_start"):
         make_splits(digits, seed=0, n_start=0)
+
+
+def test_no_initial_set_until_a_strategy_picks_one(digits):
+    full = make_splits(digits, seed=0, n_start=3)
+    empty = make_splits(digits, seed=0, n_start=None)  # --initial: the same test and validation sets
+    assert len(empty.initial) == 0 and np.array_equal(empty.pool, np.union1d(full.pool, full.initial))
+    assert np.array_equal(empty.test, full.test) and np.array_equal(empty.val2, full.val2)
+    picked = empty.with_initial(empty.pool[[5, 1, 3]])
+    assert picked.initial.tolist() == sorted(empty.pool[[1, 3, 5]].tolist())
+    assert len(picked.pool) == len(empty.pool) - 3 and not np.isin(picked.initial, picked.pool).any()

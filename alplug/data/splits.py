@@ -17,7 +17,7 @@ class Splits:
     The test set is ``test`` (ids held out of ``DataSet.X``), or, when the data
     set has its own, ``test`` is None and the test images are ``DataSet.X_test``.
     ``pool`` excludes ``initial``; ``initial`` is ``n_start`` images per class
-    drawn from what remains after the validation sets, or empty with ``n_start=0``
+    drawn from what remains after the validation sets, or empty with ``n_start=None``
     until a strategy picks it (``with_initial``).
     """
 
@@ -65,13 +65,13 @@ def _stratified(ids: np.ndarray, y: np.ndarray, count: int, seed: int, name: str
     return np.sort(taken), np.sort(rest)
 
 
-def make_splits(data: DataSet, *, seed: int, n_start: int, test_size: float = 0.2,
+def make_splits(data: DataSet, *, seed: int, n_start: int | None, test_size: float = 0.2,
                 val1_size: float = 0.1, val2_size: float = 0.1) -> Splits:
     """Deterministic for a given data set and seed; nothing here looks at ``seed``-free randomness.
 
-    ``n_start=0``: no initial set yet (every remaining image in the pool), for ``--initial``.
+    ``n_start=None``: no initial set yet (every remaining image in the pool), for ``--initial``.
     """
-    if n_start < 0:
+    if n_start is not None and n_start < 1:
         raise UsageError(f"n_start = {n_start}, must be >= 1 image per class")
     ids = np.arange(len(data.y))
     n = len(ids)
@@ -83,7 +83,7 @@ def make_splits(data: DataSet, *, seed: int, n_start: int, test_size: float = 0.
     val1, ids = _stratified(ids, data.y, _count(val1_size, n, "val1_size"), seed + 1, "validation set 1")
     val2, ids = _stratified(ids, data.y, _count(val2_size, n, "val2_size"), seed + 2, "validation set 2")
 
-    if n_start == 0:
+    if n_start is None:
         return Splits(test, y_test, val1, val2, np.array([], dtype=np.int64), ids)
     counts = np.bincount(data.y[ids], minlength=data.n_classes)
     need = n_start * data.n_classes
