@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .cli_options import explicit_settings, run_options
+from .cli_options import explicit_settings, run_options, track_option
 from .cli_project import label, project
 from .config import RunConfig
 from .errors import AlplugError
@@ -79,8 +79,9 @@ def _default_out(config: RunConfig) -> Path:
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help="TOML file with any of these settings (command-line options win).")
 @click.option("--verbose", "-v", is_flag=True, help="Print skorch's per-epoch table.")
+@track_option
 @click.pass_context
-def run(ctx, out, resume, config_file, verbose, **params):
+def run(ctx, out, resume, config_file, verbose, track, **params):
     """Run pool-based active learning and write a run directory.
 
     \b
@@ -92,6 +93,9 @@ def run(ctx, out, resume, config_file, verbose, **params):
     from .config import read_settings
     from .errors import UsageError
     from .rundir import RunDirectory
+    from .tracking import TrackingPlan, parse_track
+
+    track_specs = parse_track(track)
 
     # Precedence: command line > --config file > defaults.
     given = {**(read_settings(config_file) if config_file else {}), **explicit_settings(ctx, params)}
@@ -116,7 +120,9 @@ def run(ctx, out, resume, config_file, verbose, **params):
     from .summary import format_summary
 
     # Settings, data and model are all checked here, before a new directory exists.
-    job = ActiveLearningRun(config, echo=click.echo, progress=sys.stderr.isatty() and not verbose)
+    tags = {"strategy": config.query, "seed": config.seed, "dataset": config.dataset, "model": config.model}
+    job = ActiveLearningRun(config, echo=click.echo, progress=sys.stderr.isatty() and not verbose,
+                            tracking=TrackingPlan(track_specs, tags=tags) if track_specs else None)
     if verbose:
         job.estimator.set_params(verbose=1)
     if resume:
@@ -183,8 +189,10 @@ def _numbers(text: str, name: str) -> list[float]:
               help="Study directory; running the same command again resumes it. [default: studies/TIMESTAMP]")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file with run settings.")
 @_report_options
+@track_option
 @click.pass_context
-def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_file, targets, label_cost, lambdas, **params):
+def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_file, targets, label_cost, lambdas,
+            track, **params):
     """Run every strategy with every seed (identical splits per seed), then write the report.
 
     \b
@@ -197,7 +205,9 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
     from .study import Study, run_study
     from .checks import check_run_settings
     from .strategies.schedules import split_queries
+    from .tracking import parse_track
 
+    track_specs = parse_track(track)
     given = {**(read_settings(config_file) if config_file else {}), **explicit_settings(ctx, params)}
     queries = split_queries(str(given.pop("query", params["query"])))
     first_seed = int(given.pop("seed", 0))
@@ -223,12 +233,22 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
         check_model_fits(base, data, make_splits(data, seed=first_seed, n_start=None if base.initial else base.n_start, test_size=base.test_size,
                                                  val1_size=base.val1_size, val2_size=base.val2_size))
     from .backends import study_backend
+    from .tracking import open_study_tracking
 
     with study_backend(backend, address or scheduler) as where:  # connects (or fails) before anything is written
         study.prepare()
-        outcomes = run_study(study, jobs=jobs, echo=click.echo, backend=where, threads=threads)
+        parent = open_study_tracking(study, track_specs, echo=click.echo)
+        try:
+            outcomes = run_study(study, jobs=jobs, echo=click.echo, backend=where, threads=threads,
+                                 track=track_specs, parent_run_id=parent.run.info.run_id if parent else None)
+        except BaseException as exc:
+            if parent:
+                parent.fail(interrupted=isinstance(exc, KeyboardInterrupt))
+            raise
     report = _write_report(study, targets_, base.goal or REPORT_GOAL, label_cost, lambdas_)
     failed = [o for o in outcomes if o.status == "failed"]
+    if parent:
+        parent.finish_study(Path(report), failed=bool(failed))
     click.echo(f"alplug compare: {len(outcomes) - len(failed)} of {len(outcomes)} runs finished; report in {report}")
     if failed:
         click.echo(f"alplug: error: {len(failed)} run(s) failed ({', '.join(o.run.name for o in failed)}; "

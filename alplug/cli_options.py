@@ -140,3 +140,11 @@ def explicit_settings(ctx: click.Context, params: dict) -> dict:
     if "query_options" in given:
         given["query_options"] = parse_option_values(given["query_options"])
     return given
+
+
+def track_option(f):
+    """``--track``, on the commands that train (run, compare, project next, label)."""
+    return click.option("--track", "track", multiple=True, metavar="tensorboard[=DIR]|mlflow[=URI]",
+                        help="Track epochs, rounds, settings and results in TensorBoard or MLflow (repeatable; "
+                             "default store inside the run, study or project directory; extras "
+                             "alplug[tensorboard], alplug[mlflow]).")(f)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import explicit_settings, run_options
+from .cli_options import explicit_settings, run_options, track_option
 from .config import RunConfig
 
 # The run settings that mean something for a labeling project (the data set is the project's folder,
@@ -104,7 +104,8 @@ def init(ctx, project_dir, images_dir, classes, **params):
 @click.option("-n", "n", type=int, default=None, help="Images in the batch. [default: the project's --per-round]")
 @click.option("--out", "-o", type=click.Path(), default=None,
               help="CSV to write (path,label with label empty). [default: PROJECT/batch-NNNN.csv]")
-def next_(project_dir, n, out):
+@track_option
+def next_(project_dir, n, out, track):
     """Train on the labels so far and queue the next batch (picked by --initial, typicality by default,
     while there are too few labels to train)."""
     from .cli import say_preparing
@@ -114,13 +115,16 @@ def next_(project_dir, n, out):
     from .project.csvio import batch_csv
     from .project.learn import next_batch
     from .rundir import atomic_write
+    from .tracking import parse_track
+
+    parse_track(track)  # an unknown or missing tracker is refused before any work
 
     store = _open(project_dir)
     n = n if n is not None else store.settings.per_round
     if n < 1:
         raise UsageError(f"-n {n} must be >= 1")
     _refuse_existing(out)
-    result = next_batch(store, n, echo=lambda m: click.echo(m, err=True))
+    result = next_batch(store, n, echo=lambda m: click.echo(m, err=True), track=track)
     if result.dropped:
         click.echo(f"alplug project: {result.dropped} unlabeled image(s) of the previous batch went back to the pool",
                    err=True)
@@ -204,7 +208,8 @@ def status(project_dir):
               help="Show the model's guess and confidence (biases annotators; off by default).")
 @click.option("--retrain-timeout", type=float, default=3600, show_default=True,
               help="Seconds a retraining may take before it is stopped, reported on the page and retried.")
-def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout):
+@track_option
+def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout, track):
     """Label a project's images in the browser; the model picks each next batch.
 
     \b
@@ -214,7 +219,9 @@ def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout):
     """
     from .errors import UsageError
     from .project.server import serve
+    from .tracking import parse_track
 
+    parse_track(track)
     store = _open(project_dir)
     n = per_round if per_round is not None else store.settings.per_round
     store.close()
@@ -224,7 +231,7 @@ def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout):
         raise UsageError(f"--retrain-timeout {retrain_timeout} must be > 0 seconds")
     try:
         serve(project_dir, host=host, port=port, batch_size=n, annotator=annotator or _user(), hint=hint,
-              echo=click.echo, retrain_timeout=retrain_timeout)
+              echo=click.echo, retrain_timeout=retrain_timeout, track=track)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
                          "or --host") from None

@@ -58,3 +58,7 @@ class MissingDependencyError(AlplugError):
 
 class ClusterError(AlplugError):
     """A Ray or Dask cluster that cannot be reached or used; nothing was started."""
+
+
+class TrackingError(UsageError):
+    """A ``--track`` destination that cannot be opened or written; the message names it."""

@@ -106,10 +106,13 @@ def _stop_reason(config: RunConfig, state: RunState, n_pool_left: int) -> str | 
 class ActiveLearningRun:
     """Prepares data, estimator and learner for a run directory, then runs rounds until a stop rule fires."""
 
-    def __init__(self, config: RunConfig, echo: Callable[[str], None] = print, progress: bool = False):
+    def __init__(self, config: RunConfig, echo: Callable[[str], None] = print, progress: bool = False,
+                 tracking=None):
         from .checks import check_model_fits, check_run_settings
 
         self.config, self.echo, self.progress = config, echo, progress
+        self.tracking = tracking  # alplug.tracking.TrackingPlan (--track), or None
+        self.tracked = None       # alplug.tracking.TrackedRuns once the run starts
         self.run_dir: RunDirectory | None = None
         self.history: list[dict] = []
         # Bad settings, unknown names, bad options and broken plugins fail here, before any data is read.
@@ -235,6 +238,10 @@ class ActiveLearningRun:
         self.run_dir = run_dir
         try:
             return self._run()
+        except BaseException as exc:
+            if self.tracked:
+                self.tracked.fail(interrupted=isinstance(exc, KeyboardInterrupt))
+            raise
         finally:
             # A commit still being written (an error or Ctrl-C mid-round) lands before we return.
             run_dir.wait_for_commit()
@@ -253,6 +260,7 @@ class ActiveLearningRun:
             return self.run_dir.read_result() or self._finish(state)
 
         backbone = self._pretrained_backbone(state)
+        self._open_trackers()
         if state is None:
             state = RunState(strategy_sources=getattr(self.strategy, "alplug_sources", {}),
                              ssl_backbone=backbone.record() if backbone else None)
@@ -272,6 +280,7 @@ class ActiveLearningRun:
                             cfg.initial or "random per class")
             self._commit(state, row)
             self._announce(row)
+            self._track(state)
         else:
             self._check_resumed_state(state)
             labeled = self._labeled_ids(state)
@@ -281,6 +290,7 @@ class ActiveLearningRun:
             learner = ActiveLearner(self.estimator, self.strategy)
             learner.X_training, learner.y_training = labeled, self.oracle.reveal(labeled)
             self.echo(f"resuming after round {state.round} ({state.labels} labels)")
+            self._track(state)  # a round committed but not yet sent when the run stopped
 
         while True:
             pool = np.setdiff1d(self.splits.pool, np.asarray(state.queried, dtype=np.int64))
@@ -300,6 +310,8 @@ class ActiveLearningRun:
             check_new_labels(new, self._labeled_ids(state), self.strategy)
             self.run_dir.wait_for_commit()  # the last round's checkpoint reads the weights teach() changes
             torch.manual_seed(round_seed(cfg.seed, round_))
+            if self.tracked:
+                self.tracked.start_round(round_)
             self.estimator.unlabeled = np.setdiff1d(pool, new)  # labeled images leave the unlabeled stream
             t0 = time.perf_counter()
             learner.teach(new, self.oracle.reveal(new))
@@ -308,8 +320,23 @@ class ActiveLearningRun:
             row = self._row(state, round_, state.labels + len(new), new, train_s, query_s, by)
             self._commit(state, row)
             self._announce(row)
+            self._track(state)
         state.stop_reason = reason
         return self._finish(state)
+
+    def _open_trackers(self) -> None:
+        """``--track``: start or continue the tracked runs; their skorch callbacks log every fit's epochs."""
+        if not self.tracking or not self.tracking.specs:
+            return
+        from .tracking import open_trackers
+
+        self.tracked = open_trackers(self.tracking, self.run_dir.path, self.run_dir.path.name,
+                                     self.config.to_dict(), self.config.epochs, echo=self.echo)
+        self.estimator.callbacks = list(self.estimator.callbacks) + self.tracked.callbacks()
+
+    def _track(self, state: RunState) -> None:
+        if self.tracked:
+            self.tracked.log_rounds(state.history, self.data.classes)
 
     def _pick_initial(self) -> np.ndarray:
         """``--initial``: the first images to label, picked from the pool by a strategy without any label.
@@ -381,4 +408,6 @@ class ActiveLearningRun:
         }
         self.run_dir.write_result(result)
         self.run_dir.mark_finished(state)
+        if self.tracked:
+            self.tracked.finish(result, self.run_dir.path)
         return result

@@ -100,8 +100,10 @@ class Study:
         return [r for r in self.runs if not (self.run_dir(r) / "result.json").is_file()]
 
 
-def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int | None) -> RunOutcome:
-    """Run (or resume) one run of a study; never raises, so one failure cannot stop the others."""
+def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int | None, track: tuple = (),
+                parent_run_id: str | None = None) -> RunOutcome:
+    """Run (or resume) one run of a study; never raises, so one failure cannot stop the others.
+    ``track``: ``--track`` values, each run tracked under the study's directory (and MLflow parent run)."""
     run = StudyRun(query, seed)
     path = Path(study_path) / "runs" / run.name
     if not (Path(study_path) / "study.toml").is_file():
@@ -129,7 +131,13 @@ def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int
             if line.startswith("self-supervised backbone:"):
                 notes.append(line)
 
-        ActiveLearningRun(config, echo=keep_notes).run(run_dir)
+        tracking = None
+        if track:
+            from .tracking import TrackingPlan, parse_track
+
+            tracking = TrackingPlan(parse_track(track), home=Path(study_path), parent_run_id=parent_run_id,
+                                    tags={"strategy": query, "seed": seed})
+        ActiveLearningRun(config, echo=keep_notes, tracking=tracking).run(run_dir)
         return RunOutcome(run, "finished", notes=notes)
     except BaseException as exc:  # report it with the run; the study goes on with the others
         if isinstance(exc, KeyboardInterrupt):
@@ -140,7 +148,7 @@ def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int
 
 
 def run_study(study: Study, jobs: int | None = None, echo=print, backend: Backend | None = None,
-              threads: int | None = None) -> list[RunOutcome]:
+              threads: int | None = None, track=(), parent_run_id: str | None = None) -> list[RunOutcome]:
     """Run every pending run of ``study`` with joblib's active backend (``jobs`` at a time, or the
     backend's default) and ``threads`` torch threads each; returns one outcome per run.
 
@@ -159,7 +167,8 @@ def run_study(study: Study, jobs: int | None = None, echo=print, backend: Backen
     echo(f"alplug compare: {len(todo)} of {len(study.runs)} runs to do on {backend.where}, {at_a_time}"
          + (f" ({threads} torch thread(s) each)" if threads else ""))
     outcomes = []
-    calls = [(str(study.path), r.query, r.seed, base, threads) for r in todo]
+    track = tuple(str(spec) for spec in track)
+    calls = [(str(study.path), r.query, r.seed, base, threads, track, parent_run_id) for r in todo]
     for outcome in backend.map_unordered(execute_run, calls, jobs):
         outcomes.append(outcome)
         mark = "failed: " + outcome.error if outcome.status == "failed" else outcome.status

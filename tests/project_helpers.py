@@ -1,4 +1,5 @@
 """A labeling project on generated images, and an `alplug label` server in a subprocess."""
+import csv
 import os
 import re
 import signal
@@ -18,6 +19,18 @@ PROJECT_SETTINGS = ["--image-size", "32", "--epochs", "1", "--per-round", "6", "
 
 def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def write_labels(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        w.writerows(rows)
+
+
+def batch_rows(csv_path):
+    with open(csv_path) as f:
+        return list(csv.DictReader(f))
 
 
 def make_project(tmp_path: Path, per_class=8, *extra) -> tuple[Path, dict]:

@@ -5,19 +5,7 @@ import sqlite3
 
 import pytest
 
-from project_helpers import invoke, make_project
-
-
-def write_labels(path, rows):
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label"])
-        w.writerows(rows)
-
-
-def batch_rows(csv_path):
-    with open(csv_path) as f:
-        return list(csv.DictReader(f))
+from project_helpers import batch_rows, invoke, make_project, write_labels
 
 
 def db(project):

@@ -50,9 +50,10 @@ def _holdout(y: np.ndarray, seed: int) -> np.ndarray:
     return mask
 
 
-def next_batch(store: ProjectStore, n: int, echo=lambda *_: None) -> BatchResult:
+def next_batch(store: ProjectStore, n: int, echo=lambda *_: None, track=()) -> BatchResult:
     """Queue the next ``n`` images to label (fewer when the pool runs out).
 
+    ``track``: ``--track`` values; each training is tracked as one round of the project's tracked run.
     An image that was readable at ``init`` and no longer is (truncated, replaced) is marked unreadable
     with its path and the reason, reported through ``echo``, and left out; the batch is then made
     without it. Each retry leaves out at least one more image, so this ends.
@@ -61,7 +62,7 @@ def next_batch(store: ProjectStore, n: int, echo=lambda *_: None) -> BatchResult
 
     while True:
         try:
-            return _next_batch(store, n, echo)
+            return _next_batch(store, n, echo, track)
         except UnreadableImageError as exc:
             ids = store.image_ids_by_path()
             for path, why in exc.problems:
@@ -72,7 +73,7 @@ def next_batch(store: ProjectStore, n: int, echo=lambda *_: None) -> BatchResult
                 echo(f"left out {rel}: it can no longer be read ({why})")
 
 
-def _next_batch(store: ProjectStore, n: int, echo) -> BatchResult:
+def _next_batch(store: ProjectStore, n: int, echo, track=()) -> BatchResult:
     t0 = time.perf_counter()
     cfg, classes = store.settings, store.classes
     ids, paths = store.readable_images()
@@ -109,9 +110,14 @@ def _next_batch(store: ProjectStore, n: int, echo) -> BatchResult:
         echo(f"training {cfg.model} on {int((~held).sum())} labels ...")
         estimator = _estimator(store, cfg, paths, ids, seed, echo)
         estimator.unlabeled = pool  # --semi learns from the images nobody has labeled yet
+        tracked = _open_trackers(store, track, batch_number, echo)
+        if tracked:
+            estimator.callbacks = list(estimator.callbacks) + tracked.callbacks()
+        t_train = time.perf_counter()
         learner = active_learner_class()(estimator, check_run_settings(cfg)[cfg.query],
                                          X_training=labeled_pos[~held], y_training=y[~held])
         trained_on = int((~held).sum())
+        train_s = time.perf_counter() - t_train
         if held.any():
             val_acc = float(np.mean(estimator.predict(labeled_pos[held]) == y[held]))
         with shared_model_outputs():  # the strategy gets its own copy: nothing it does changes `pool`
@@ -122,9 +128,41 @@ def _next_batch(store: ProjectStore, n: int, echo) -> BatchResult:
         hints = [(classes[int(p.argmax())], float(p.max())) for p in proba]
         how = chosen_by(learner.query_strategy, cfg.query, trained_on)  # a schedule's stage, by the labels trained on
         _save_model(store, estimator)
+        for tracker in tracked.trackers if tracked else ():
+            tracker.log_metrics(_batch_metrics(len(labeled), trained_on, val_acc, train_s, batch_number, hints,
+                                               classes), step=len(labeled))
+            tracker.save_files([store.project / "model.pt"])
+            tracker.close()
     batch, dropped, queued = store.new_batch([ids[i] for i in chosen], how, trained_on, val_acc,
                                              time.perf_counter() - t0, hints)
     return BatchResult(batch, queued, how, trained_on, val_acc, dropped, time.perf_counter() - t0)
+
+
+def _open_trackers(store: ProjectStore, track, batch_number: int, echo):
+    """The project's tracked runs (``tracking.json`` in the project continues them batch after batch); each
+    training is one round: its epochs step on from the last batch's."""
+    if not track:
+        return None
+    from ..tracking import TrackingPlan, open_trackers, parse_track
+
+    tracked = open_trackers(TrackingPlan(parse_track(track), tags={"project": str(store.project.resolve())}),
+                            store.project, store.project.resolve().name, store.settings.to_dict(),
+                            store.settings.epochs, echo=echo)
+    tracked.start_round(batch_number)
+    return tracked
+
+
+def _batch_metrics(labels: int, trained_on: int, val_acc, train_s: float, batch_number: int, hints,
+                   classes: list[str]) -> dict[str, float]:
+    """A project's round: labels so far, the split it trained on, held-out accuracy, and the classes the model
+    guesses for the batch it picked (the true ones are not known until labeled)."""
+    metrics = {"project/labels": float(labels), "project/trained_on": float(trained_on),
+               "project/train_seconds": float(train_s), "project/batch": float(batch_number)}
+    if val_acc is not None:
+        metrics["project/val_accuracy"] = float(val_acc)
+    guesses = [guess for guess, _ in hints or []]
+    metrics.update({f"guessed_class/{name}": float(guesses.count(name)) for name in classes})
+    return metrics
 
 
 def default_initial() -> str:

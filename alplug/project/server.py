@@ -41,7 +41,7 @@ MAX_CLIENT_CHARS = 100  # a tab's id (the page sends a UUID)
 MAX_ID = 2**63 - 1  # SQLite's integers
 
 
-def _retrain(project: str, batch_size: int, conn) -> None:
+def _retrain(project: str, batch_size: int, conn, track: tuple = ()) -> None:
     """The retraining child process: queue the next batch, sending log lines and the outcome to ``conn``."""
     import traceback
 
@@ -54,7 +54,7 @@ def _retrain(project: str, batch_size: int, conn) -> None:
         store = ProjectStore(project)
         try:
             if store.pending_count() == 0:  # another process may have queued one meanwhile
-                b = next_batch(store, batch_size, echo=log)
+                b = next_batch(store, batch_size, echo=log, track=track)
                 acc = f", validation accuracy {b.val_accuracy:.3f}" if b.val_accuracy is not None else ""
                 log(f"batch {b.batch}: {b.size} images by {b.how} ({b.seconds:.1f} s{acc})")
         finally:
@@ -71,8 +71,9 @@ class Retrainer:
     cannot), and training does not hold the interpreter lock the page's requests need.
     """
 
-    def __init__(self, project: Path, batch_size: int, log, timeout: float = RETRAIN_TIMEOUT):
+    def __init__(self, project: Path, batch_size: int, log, timeout: float = RETRAIN_TIMEOUT, track: tuple = ()):
         self.project, self.batch_size, self.log, self.timeout = project, batch_size, log, timeout
+        self.track = tuple(track)  # --track values, passed to each retraining
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.error: str | None = None
@@ -99,7 +100,7 @@ class Retrainer:
 
         ctx = multiprocessing.get_context("spawn")  # fork would copy the server's threads and locks
         receive, send = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_retrain, args=(str(self.project), self.batch_size, send),
+        child = ctx.Process(target=_retrain, args=(str(self.project), self.batch_size, send, self.track),
                             name="alplug-retrain", daemon=True)
         child.start()
         send.close()
@@ -179,7 +180,7 @@ def _valid_id(value) -> bool:
 
 
 def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bool = False,
-               token: str | None = None, log=print, retrain_timeout: float = RETRAIN_TIMEOUT):
+               token: str | None = None, log=print, retrain_timeout: float = RETRAIN_TIMEOUT, track: tuple = ()):
     from flask import Flask, abort, g, jsonify, request, send_file
 
     project = Path(project)
@@ -187,7 +188,7 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     first.release_all()  # the tabs of an earlier server are gone
     classes, root = first.classes, first.images_dir
     first.close()
-    retrainer = Retrainer(project, batch_size, log, timeout=retrain_timeout)
+    retrainer = Retrainer(project, batch_size, log, timeout=retrain_timeout, track=track)
     app = Flask(__name__)
     app.config.update(alplug_retrainer=retrainer, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
 
@@ -348,13 +349,13 @@ def listening_addresses(host: str) -> list[str]:
 
 
 def serve(project: str | Path, *, host: str, port: int, batch_size: int, annotator: str, hint: bool,
-          echo=print, retrain_timeout: float = RETRAIN_TIMEOUT) -> None:
-    """Run the server until interrupted."""
+          echo=print, retrain_timeout: float = RETRAIN_TIMEOUT, track: tuple = ()) -> None:
+    """Run the server until interrupted (``track``: ``--track`` values for its retrainings)."""
     from werkzeug.serving import make_server
 
     token = None if host in LOOPBACK else secrets.token_urlsafe(24)
     app = create_app(project, batch_size=batch_size, annotator=annotator, hint=hint, token=token, log=echo,
-                     retrain_timeout=retrain_timeout)
+                     retrain_timeout=retrain_timeout, track=track)
     server = make_server(host, port, app, threaded=True)
     urls = [f"http://{f'[{a}]' if ':' in a else a}:{server.port}/" + (f"?token={token}" if token else "")
             for a in listening_addresses(host)]

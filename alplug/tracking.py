@@ -1,0 +1,505 @@
+"""``--track``: a run's epochs and rounds in TensorBoard or MLflow, through skorch's own logging callbacks.
+
+skorch's ``TensorBoard`` and ``MlflowLogger`` callbacks log each fit's epochs. What is ours is the joining, which
+neither they nor the trackers do: one tracked run across every round of an active-learning run (each round's fit
+restarts skorch's epoch count, so the callbacks' step is offset by the round) and across ``--resume``; the
+per-round figures (labels, validation accuracy, seconds, the queried classes); the configuration, curve, result
+and model at the end; and a study as one MLflow parent run with a child run per (strategy, seed).
+
+TensorBoard's reader drops the partial epochs of a round that was killed and redone (their steps go back); MLflow
+keeps every value it was sent, so there a redone round's epochs can show twice at the same step. Round figures
+are sent after the round is committed and never repeat.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MissingDependencyError, UsageError
+
+TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # --track name -> the module it needs
+EXPERIMENT = "alplug"  # MLflow experiment of runs and studies (MLFLOW_EXPERIMENT_NAME overrides it)
+MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter's value
+
+
+@dataclass(frozen=True)
+class TrackSpec:
+    """One ``--track KIND[=WHERE]``: a TensorBoard log directory or an MLflow tracking URI (None: inside the
+    run, study or project directory)."""
+
+    kind: str
+    where: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.where is None else f"{self.kind}={self.where}"
+
+
+def parse_track(values) -> list[TrackSpec]:
+    """``--track`` values (repeatable) as specs; an unknown tracker is a usage error and a missing one says
+    which extra to install. Imports neither tracker."""
+    specs = []
+    for value in values or ():
+        kind, _, where = str(value).partition("=")
+        kind = kind.strip().lower()
+        if kind not in TRACKERS:
+            raise UsageError(f"--track {value!r}: unknown tracker; choose tensorboard[=DIR] or mlflow[=URI]")
+        if "=" in str(value) and not where.strip():
+            raise UsageError(f"--track {value!r}: nothing after '='; give a directory (tensorboard) or a "
+                             "tracking URI (mlflow), or leave out '=' for one inside the run directory")
+        if any(s.kind == kind for s in specs):
+            raise UsageError(f"--track {kind} is given twice; a run is tracked once per tracker")
+        if importlib.util.find_spec(TRACKERS[kind]) is None:
+            raise MissingDependencyError(f"--track {kind} needs {kind}: pip install \"alplug[{kind}]\"")
+        spec = TrackSpec(kind, where.strip() or None)
+        if spec.kind == "mlflow" and spec.where and spec.where.lower().startswith(("http://", "https://")):
+            check_server(spec.where)
+        specs.append(spec)
+    return specs
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_server(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout`` seconds when no MLflow server listens at ``uri``: MLflow's client would retry
+    with back-off for minutes before saying so."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    try:
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        host = port = None
+    if not host:
+        raise UsageError(f"--track mlflow={uri}: not a URL with a host; give http://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"--track mlflow={uri}: cannot reach an MLflow server there "
+                         f"({exc.strerror or type(exc).__name__}); start one (mlflow server) or give "
+                         "--track mlflow to track inside the run directory") from None
+
+
+def flat_params(config: dict) -> dict[str, str]:
+    """A configuration as MLflow parameters: strings, unset ones left out, tables as JSON."""
+    out = {}
+    for key, value in config.items():
+        if value is None or value == {}:
+            continue
+        text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+        out[key] = text[:MAX_PARAM_CHARS]
+    return out
+
+
+def _round_step(cb, net) -> int:
+    """The tracked run's epoch step: the epochs of earlier rounds (``round x epochs``) plus this fit's epoch.
+    Warm-started fits keep skorch's history, so this fit's epoch counts from the history length at its start."""
+    return cb.tracker.round * cb.tracker.epochs_per_round + len(net.history) - cb.first_epoch_
+
+
+def _skorch_callbacks():
+    # Built on first use: importing them pulls in nothing heavy, but their base classes come from skorch.
+    from skorch.callbacks import MlflowLogger, TensorBoard
+
+    class RoundTensorBoard(TensorBoard):
+        """skorch's TensorBoard callback with the run's epoch step across rounds, and the writer kept open."""
+
+        def __init__(self, tracker, writer):
+            super().__init__(writer, close_after_train=False)
+            self.tracker = tracker
+
+        def on_train_begin(self, net, **kwargs):
+            self.first_epoch_ = len(net.history)
+
+        def on_epoch_end(self, net, **kwargs):
+            self.step_ = _round_step(self, net)
+            super().on_epoch_end(net, **kwargs)
+
+        def add_scalar_maybe(self, history, key, tag, global_step=None):
+            super().add_scalar_maybe(history, key, tag, global_step=self.step_)
+
+    class RoundMlflowLogger(MlflowLogger):
+        """skorch's MLflow callback with the run's epoch step across rounds; the run outlives each fit."""
+
+        def __init__(self, tracker, run, client):
+            super().__init__(run=run, client=client, create_artifact=False, terminate_after_train=False)
+            self.tracker = tracker
+
+        def on_train_begin(self, net, **kwargs):
+            super().on_train_begin(net, **kwargs)
+            self.first_epoch_ = len(net.history)
+
+        def on_epoch_end(self, net, **kwargs):
+            # MlflowLogger steps by len(net.history), which restarts every round: its logging, our step.
+            self._iteration_log(net.history[-1], self.epoch_suffix_, _round_step(self, net))
+
+    return RoundTensorBoard, RoundMlflowLogger
+
+
+class Tracker:
+    """One tracked run. ``open`` returns what ``tracking.json`` keeps to continue it (``--resume``, a study run
+    again, a project's next batch)."""
+
+    kind = ""
+
+    def __init__(self, spec: TrackSpec, epochs_per_round: int):
+        self.spec, self.epochs_per_round, self.round = spec, epochs_per_round, 0
+
+    def open(self, directory: Path, config: dict, recorded: dict | None, name: str, tags: dict) -> dict:
+        raise NotImplementedError
+
+    def where(self) -> str:
+        raise NotImplementedError
+
+    def callbacks(self) -> list[tuple[str, object]]:
+        raise NotImplementedError
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        raise NotImplementedError
+
+    def log_round(self, row: dict, classes: list[str]) -> None:
+        """A committed round's figures, against the labels so far (the curve active learning is judged by)."""
+        self.log_metrics(_round_metrics(row, classes), step=int(row["labels"]))
+
+    def save_files(self, paths: list[Path]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Done for now (a labeling project's batch): a later ``open`` continues the same tracked run."""
+        raise NotImplementedError
+
+    def finish(self, result: dict, run_path: Path) -> None:
+        """The run's end: its files (result, history, configuration, curve, model) and final test accuracy."""
+        self.save_files([run_path / name for name in RUN_FILES])
+        if isinstance(result.get("test_accuracy"), float):
+            self.log_metrics({"test_accuracy": result["test_accuracy"]}, step=int(result.get("labels", 0)))
+        self.close()
+
+    def fail(self, interrupted: bool) -> None:
+        """The run stopped on an error (or Ctrl-C): the tracker shows it as failed (killed), not running."""
+
+
+RUN_FILES = ("result.json", "history.csv", "config.toml", "learning_curve.png", "model.pt")
+ROUND_KEYS = ("labels", "queried", "val1_acc", "val1_loss", "val2_acc", "val2_loss", "test_acc", "train_seconds",
+              "query_seconds", "train_loss", "stop_kappa", "stop_uncertainty")
+
+
+def _round_metrics(row: dict, classes: list[str]) -> dict[str, float]:
+    metrics = {f"round/{k}": float(row[k]) for k in ROUND_KEYS if row.get(k) is not None}
+    metrics["round/round"] = float(row["round"])
+    if row["round"] > 0:  # round 0's labels were not queried
+        counts = {name: 0 for name in classes}
+        for c in row["queried_classes"]:
+            counts[classes[c]] += 1
+        metrics.update({f"queried_class/{name}": float(n) for name, n in counts.items()})
+    return metrics
+
+
+class TensorBoardTracker(Tracker):
+    """Event files in one log directory per run; a resumed run appends to it."""
+
+    kind = "tensorboard"
+
+    def open(self, directory: Path, config: dict, recorded: dict | None, name: str, tags: dict) -> dict:
+        from torch.utils.tensorboard import SummaryWriter
+
+        logdir = directory
+        self.writer = SummaryWriter(log_dir=str(logdir))
+        self.logdir = logdir
+        if recorded is None:
+            self.writer.add_text("config", _markdown_table(config))
+            self.writer.add_text("tags", _markdown_table({"run": name, **tags}))
+        return {"logdir": str(logdir.resolve())}
+
+    def where(self) -> str:
+        return f"tracking in TensorBoard: tensorboard --logdir {self.logdir}"
+
+    def callbacks(self):
+        RoundTensorBoard, _ = _skorch_callbacks()
+        return [("track_tensorboard", RoundTensorBoard(self, self.writer))]
+
+    def log_metrics(self, metrics, step):
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, global_step=step)
+        self.writer.flush()
+
+    def log_round(self, row, classes):
+        import numpy as np
+
+        super().log_round(row, classes)
+        if row["queried_classes"]:
+            self.writer.add_histogram("round/queried_classes", np.asarray(row["queried_classes"]),
+                                      global_step=int(row["labels"]), bins=np.arange(len(classes) + 1) - 0.5)
+            self.writer.flush()
+
+    def save_files(self, paths):
+        """TensorBoard keeps no files: images are shown, JSON as text, anything else by its path."""
+        import numpy as np
+        from PIL import Image
+
+        for path in (p for p in paths if p.is_file()):
+            if path.suffix == ".png":
+                with Image.open(path) as image:
+                    self.writer.add_image(path.stem, np.asarray(image.convert("RGB")), dataformats="HWC")
+            elif path.suffix == ".json":
+                self.writer.add_text(path.stem, "```\n" + path.read_text(encoding="utf-8") + "\n```")
+            else:
+                self.writer.add_text(f"files/{path.name}", f"`{path.resolve()}`")
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+    def fail(self, interrupted):
+        self.writer.close()
+
+
+class MlflowTracker(Tracker):
+    """An MLflow run (a child of the study's run under ``compare``); a resumed run continues it."""
+
+    kind = "mlflow"
+
+    def __init__(self, spec, epochs_per_round, parent_run_id: str | None = None):
+        super().__init__(spec, epochs_per_round)
+        self.parent_run_id = parent_run_id
+
+    def open(self, directory: Path, config: dict, recorded: dict | None, name: str, tags: dict) -> dict:
+        self.client, uri, experiment_id = mlflow_client(self.spec, directory)
+        self.uri = uri
+        if recorded and recorded.get("uri") == uri and _run_exists(self.client, recorded.get("run_id")):
+            self.run = self.client.get_run(recorded["run_id"])
+            self.client.update_run(self.run.info.run_id, status="RUNNING")
+        else:
+            run_tags = {"mlflow.runName": name, **{f"alplug.{k}": str(v) for k, v in tags.items()}}
+            if self.parent_run_id:
+                run_tags["mlflow.parentRunId"] = self.parent_run_id
+            self.run = self.client.create_run(experiment_id, run_name=name, tags=run_tags)
+            log_params(self.client, self.run.info.run_id, flat_params(config))
+        return {"uri": uri, "run_id": self.run.info.run_id}
+
+    def where(self) -> str:
+        shown = f"mlflow ui --backend-store-uri {self.uri}" if self.uri.startswith("sqlite:") else self.uri
+        return f"tracking in MLflow: run {self.run.info.run_id} ({shown})"
+
+    def callbacks(self):
+        _, RoundMlflowLogger = _skorch_callbacks()
+        return [("track_mlflow", RoundMlflowLogger(self, self.run, self.client))]
+
+    def log_metrics(self, metrics, step):
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run.info.run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
+
+    def save_files(self, paths):
+        for path in (p for p in paths if p.is_file()):
+            self.client.log_artifact(self.run.info.run_id, str(path))
+
+    def close(self):
+        self.client.set_terminated(self.run.info.run_id, "FINISHED")
+
+    def fail(self, interrupted):
+        self.client.set_terminated(self.run.info.run_id, "KILLED" if interrupted else "FAILED")
+
+    def finish_study(self, report_dir: Path, failed: bool) -> None:
+        """The study's parent run: its report as artifacts, FAILED while any run failed (rerunning the study
+        retries them and finishes it)."""
+        self.client.log_artifacts(self.run.info.run_id, str(report_dir), artifact_path="report")
+        self.client.set_terminated(self.run.info.run_id, "FAILED" if failed else "FINISHED")
+
+
+def _run_exists(client, run_id) -> bool:
+    if not isinstance(run_id, str):
+        return False
+    try:
+        client.get_run(run_id)
+    except Exception:  # noqa: BLE001 - MLflow raises its own exception for an unknown run
+        return False
+    return True
+
+
+def log_params(client, run_id: str, params: dict[str, str]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in params.items()]
+    for start in range(0, len(items), 100):  # MLflow takes at most 100 parameters per batch
+        client.log_batch(run_id, params=items[start:start + 100])
+
+
+def mlflow_client(spec: TrackSpec, default_dir: Path):
+    """(client, tracking URI, experiment id). Without a URI: a SQLite store and an artifact folder in
+    ``default_dir`` (MLflow's file store is in maintenance mode and refuses to start by default)."""
+    import logging
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    # MLflow announces each schema migration of a new SQLite store at INFO level, in alembic's words too.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    if spec.where:
+        uri = spec.where
+        artifacts = None
+    else:
+        default_dir.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{(default_dir / 'mlflow.db').resolve()}"
+        artifacts = (default_dir / "mlartifacts").resolve().as_uri()
+    client = MlflowClient(tracking_uri=uri)
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return client, uri, experiment.experiment_id
+    try:
+        return client, uri, client.create_experiment(name, artifact_location=artifacts)
+    except Exception:  # noqa: BLE001 - another worker of the study created it first
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return client, uri, experiment.experiment_id
+
+
+def _markdown_table(values: dict) -> str:
+    rows = [f"| {k} | {json.dumps(v) if isinstance(v, (dict, list)) else v} |" for k, v in values.items()
+            if v is not None]
+    return "| setting | value |\n| --- | --- |\n" + "\n".join(rows)
+
+
+@dataclass
+class TrackingPlan:
+    """Where a run is tracked: its ``--track`` specs, the directory holding the default stores (the run's own,
+    or its study's), the study's MLflow run that is its parent, and tags naming it (strategy, seed)."""
+
+    specs: list[TrackSpec]
+    home: Path | None = None          # None: the run directory
+    parent_run_id: str | None = None
+    tags: dict | None = None
+
+
+TRACKING_FILE = "tracking.json"  # in the run (study, project) directory: the tracked runs to continue
+MAX_TRACKING_BYTES = 64 * 1024
+
+
+def read_tracking(directory: Path) -> dict:
+    """What ``tracking.json`` records per tracker; a missing, oversized or malformed file records nothing
+    (a new tracked run is started, and the file rewritten)."""
+    path = directory / TRACKING_FILE
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_TRACKING_BYTES + 1)
+        values = json.loads(data) if len(data) <= MAX_TRACKING_BYTES else None
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(values, dict):
+        return {}
+    def fits(value) -> bool:
+        return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+
+    return {k: v for k, v in values.items()
+            if k in TRACKERS and isinstance(v, dict) and all(fits(x) for x in v.values())}
+
+
+def write_tracking(directory: Path, records: dict) -> None:
+    from .rundir import atomic_write
+
+    atomic_write(directory / TRACKING_FILE, json.dumps(records, indent=1))
+
+
+class TrackedRuns:
+    """A run's trackers, and ``tracking.json`` (what each continues, and the last round each was sent)."""
+
+    def __init__(self, trackers: list[Tracker], records: dict, path: Path):
+        self.trackers, self.records, self.path = trackers, records, path
+
+    def callbacks(self) -> list:
+        return [cb for tracker in self.trackers for cb in tracker.callbacks()]
+
+    def start_round(self, round_: int) -> None:
+        for tracker in self.trackers:
+            tracker.round = round_
+
+    def log_rounds(self, history: list[dict], classes: list[str]) -> None:
+        """Send each committed round a tracker has not had yet: after a kill between a commit and its sending,
+        the resumed run sends the round it missed, once."""
+        for tracker in self.trackers:
+            record = self.records[tracker.kind]
+            sent = int(record.get("rounds_sent", 0))
+            for row in history:
+                if row["round"] >= sent:
+                    tracker.log_round(row, classes)
+                    record["rounds_sent"] = row["round"] + 1
+        write_tracking(self.path, self.records)
+
+    def finish(self, result: dict, run_path: Path) -> None:
+        for tracker in self.trackers:
+            tracker.finish(result, run_path)
+
+    def fail(self, interrupted: bool) -> None:
+        for tracker in self.trackers:
+            try:
+                tracker.fail(interrupted)
+            except Exception:  # noqa: BLE001 - the run's own error is the one to report
+                pass
+
+
+def open_trackers(plan: TrackingPlan, run_path: Path, name: str, config: dict, epochs_per_round: int,
+                  echo=print) -> TrackedRuns:
+    """Start (or, from ``tracking.json``, continue) a tracked run per spec and record them at once, so that a
+    run killed before its first round still continues the same tracked runs."""
+    from .errors import TrackingError
+
+    home = plan.home or run_path
+    recorded = read_tracking(run_path)
+    trackers, records = [], dict(recorded)
+    for spec in plan.specs:
+        tracker = (TensorBoardTracker(spec, epochs_per_round) if spec.kind == "tensorboard"
+                   else MlflowTracker(spec, epochs_per_round, plan.parent_run_id))
+        if spec.kind == "tensorboard":  # DIR/RUN for --track tensorboard=DIR and in studies: runs side by side
+            directory = (Path(spec.where).expanduser() if spec.where else home / "tensorboard") / name
+            if not spec.where and plan.home is None:
+                directory = home / "tensorboard"  # a run's own directory holds one run
+        else:
+            directory = home
+        before = recorded.get(spec.kind)
+        try:
+            opened = tracker.open(directory, config, before, name, plan.tags or {})
+        except Exception as exc:  # noqa: BLE001 - each tracker fails its own way (URI, permissions, server)
+            TrackedRuns(trackers, records, run_path).fail(interrupted=False)
+            raise TrackingError(f"--track {spec}: cannot open it ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else 'no details'})") from None
+        continued = before is not None and all(before.get(k) == v for k, v in opened.items())
+        records[spec.kind] = {**opened, "rounds_sent": before.get("rounds_sent", 0) if continued else 0}
+        trackers.append(tracker)
+        echo(tracker.where())
+    write_tracking(run_path, records)
+    return TrackedRuns(trackers, records, run_path)
+
+
+def open_study_tracking(study, specs: list[TrackSpec], echo=print) -> "MlflowTracker | None":
+    """With ``--track mlflow``: the study's parent run (continued when the study is resumed), whose children are
+    its runs, tagged with strategy and seed. TensorBoard needs none: each run logs to ``tensorboard/RUN`` under
+    the study, and TensorBoard shows the runs of that directory side by side."""
+    from .errors import TrackingError
+
+    spec = next((s for s in specs if s.kind == "mlflow"), None)
+    if spec is None:
+        return None
+    tracker = MlflowTracker(spec, 0)
+    recorded = read_tracking(study.path)
+    tags = {"study": str(study.path.resolve()), "strategies": ",".join(study.queries),
+            "seeds": ",".join(str(s) for s in study.seeds)}
+    try:
+        record = tracker.open(study.path, {"queries": study.queries, "seeds": study.seeds,
+                                           **study.settings()["base"]}, recorded.get("mlflow"),
+                              study.path.resolve().name, tags)
+    except Exception as exc:  # noqa: BLE001 - as open_trackers
+        raise TrackingError(f"--track {spec}: cannot open it ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'no details'})") from None
+    write_tracking(study.path, {**recorded, "mlflow": record})
+    echo(tracker.where())
+    return tracker
