@@ -102,10 +102,16 @@ def init(ctx, project_dir, images_dir, classes, **params):
 @project.command(name="next")
 @click.argument("project_dir", metavar="PROJECT")
 @click.option("-n", "n", type=int, default=None, help="Images in the batch. [default: the project's --per-round]")
+@click.option("--format", "fmt", type=click.Choice(["csv", "label-studio"]), default="csv", show_default=True,
+              help="csv: path,label with the label empty; label-studio: Label Studio tasks (JSON) with the model's "
+                   "guesses as predictions, and PROJECT/label-studio.xml, the labeling config to paste.")
 @click.option("--out", "-o", type=click.Path(), default=None,
-              help="CSV to write (path,label with label empty). [default: PROJECT/batch-NNNN.csv]")
+              help="File to write. [default: PROJECT/batch-NNNN.csv or .json]")
+@click.option("--image-url", default=None,
+              help="label-studio: URL prefix of the images in Label Studio (the image's path is appended). "
+                   "[default: Label Studio's local files, /data/local-files/?d=IMAGES_FOLDER/PATH]")
 @track_option
-def next_(project_dir, n, out, track):
+def next_(project_dir, n, fmt, out, image_url, track):
     """Train on the labels so far and queue the next batch (picked by --initial, typicality by default,
     while there are too few labels to train)."""
     from .cli import say_preparing
@@ -118,7 +124,8 @@ def next_(project_dir, n, out, track):
     from .tracking import parse_track
 
     parse_track(track)  # an unknown or missing tracker is refused before any work
-
+    if image_url is not None and fmt != "label-studio":
+        raise UsageError("--image-url goes with --format label-studio")
     store = _open(project_dir)
     n = n if n is not None else store.settings.per_round
     if n < 1:
@@ -131,25 +138,47 @@ def next_(project_dir, n, out, track):
     if result.size == 0:
         click.echo("alplug project: every image is labeled or skipped; nothing to queue")
         return
-    target = Path(out) if out else store.project / f"batch-{result.batch:04d}.csv"
-    atomic_write(target, batch_csv(store, result.batch)[0], exclusive=True)
+    suffix = ".json" if fmt == "label-studio" else ".csv"
+    target = Path(out) if out else store.project / f"batch-{result.batch:04d}{suffix}"
+    if fmt == "label-studio":
+        import json
+
+        from .project.labelstudio import batch_tasks, labeling_config
+
+        config = store.project / "label-studio.xml"
+        atomic_write(config, labeling_config(store.classes))
+        tasks = batch_tasks(store, result.batch, result.how, prefix=image_url)
+        atomic_write(target, json.dumps(tasks, indent=1, ensure_ascii=False), exclusive=True)
+    else:
+        atomic_write(target, batch_csv(store, result.batch)[0], exclusive=True)
     acc = f", validation accuracy {result.val_accuracy:.3f}" if result.val_accuracy is not None else ""
     click.echo(f"alplug project: batch {result.batch}, {result.size} images by {result.how} "
                f"(trained on {result.trained_on} labels{acc}) -> {target}")
-    click.echo(f"fill in the label column, then `alplug project import {project_dir} {target}`")
+    if fmt == "label-studio":
+        click.echo(f"import {target} into a Label Studio project whose labeling config is {config}; export it as "
+                   f"JSON, then `alplug project import {project_dir} EXPORT.json`")
+    else:
+        click.echo(f"fill in the label column, then `alplug project import {project_dir} {target}`")
 
 
 @project.command(name="import")
 @click.argument("project_dir", metavar="PROJECT")
-@click.argument("csv_file", metavar="CSV", type=click.Path())
-@click.option("--who", default=None, help="Who labeled them. [default: your login name]")
+@click.argument("csv_file", metavar="FILE", type=click.Path())
+@click.option("--who", default=None,
+              help="Who labeled them (a Label Studio export names its own annotators). [default: your login name]")
 @click.pass_context
 def import_(ctx, project_dir, csv_file, who):
-    """Import labels from a CSV with path and label columns; bad rows are reported, not imported."""
+    """Import labels from a CSV with path and label columns, or from a Label Studio JSON export (FILE ending in
+    .json); bad rows are reported by line, not imported."""
     from .project.csvio import import_labels
 
     store = _open(project_dir)
-    report = import_labels(store, Path(csv_file), who or _user())
+    if Path(csv_file).suffix.lower() == ".json":
+        from .project.labelstudio import import_export
+
+        report = import_export(store, Path(csv_file), who or _user())
+    else:
+        report = import_labels(store, Path(csv_file), who or _user())
     click.echo(f"alplug project: imported {report.imported} label(s); {report.unchanged} unchanged, "
                f"{report.blank} without a label, {len(report.rejected)} rejected")
     for line, path, why in report.rejected[:20]:

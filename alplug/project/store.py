@@ -41,7 +41,7 @@ CREATE TABLE labels (
     label TEXT NOT NULL,
     who TEXT NOT NULL,
     at TEXT NOT NULL,                   -- ISO 8601, UTC
-    source TEXT NOT NULL,               -- 'web' or 'import'
+    source TEXT NOT NULL,               -- 'web', 'import' (CSV) or 'label-studio'
     client TEXT,                        -- the browser tab, for undo
     undone_at TEXT
 );
@@ -369,6 +369,17 @@ class ProjectStore:
         return [r[0] for r in self.db.execute(
             "SELECT i.path FROM queue q JOIN images i ON i.id = q.image_id "
             "WHERE q.batch_id = ? AND q.status = 'pending' ORDER BY q.position", (batch,))]
+
+    def pending_items(self, batch: int) -> list[tuple[int, str, str | None, float | None]]:
+        """(image id, path, the model's guess, its confidence) of the images of ``batch`` still waiting."""
+        return self.db.execute(
+            "SELECT q.image_id, i.path, q.hint_label, q.hint_confidence FROM queue q JOIN images i ON i.id = q.image_id "
+            "WHERE q.batch_id = ? AND q.status = 'pending' ORDER BY q.position", (batch,)).fetchall()
+
+    def has_label(self, image_id: int, label: str, who: str, source: str) -> bool:
+        """Whether this annotator's label of this image, from ``source``, is recorded (and not undone)."""
+        return self.db.execute("SELECT 1 FROM labels WHERE image_id = ? AND label = ? AND who = ? AND source = ? "
+                               "AND undone_at IS NULL LIMIT 1", (image_id, label, who, source)).fetchone() is not None
 
     def new_batch(self, image_ids: list[int], how: str, trained_on: int, val_accuracy: float | None,
                   seconds: float, hints: list[tuple[str, float]] | None = None) -> tuple[int, int, int]:
