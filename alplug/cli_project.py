@@ -223,6 +223,29 @@ def status(project_dir):
         acc = f"{b['val_accuracy']:.3f}" if b["val_accuracy"] is not None else "-"
         click.echo(f"  batch {b['batch']:>3}  {b['created_at']}  {b['how']:<24} trained on {b['trained_on']:>5}  "
                    f"val. accuracy {acc}  {b['seconds']:.1f} s")
+    _echo_agreement(store)
+
+
+def _echo_agreement(store) -> None:
+    """Agreement between annotators, when more than one labeled the same images."""
+    from .project.agreement import agreement
+
+    result = agreement(store.annotations(), store.classes, {i: p for p, i in store.image_ids_by_path().items()})
+    if not result["shared_images"]:
+        return
+    click.echo(f"agreement: {len(result['annotators'])} annotators, {result['shared_images']} image(s) labeled by "
+               "more than one (training uses the majority label, the latest on a tie)")
+    for pair in result["pairs"]:
+        kappa = "-" if pair["kappa"] is None else f"{pair['kappa']:.3f}"
+        click.echo(f"  {' - '.join(pair['annotators'])}: Cohen's kappa {kappa} on {pair['shared']} shared image(s), "
+                   f"{pair['agreed']} agreed")
+    if result["fleiss_kappa"] is not None:
+        click.echo(f"  Fleiss' kappa {result['fleiss_kappa']:.3f} on the {result['fleiss_images']} image(s) "
+                   "everyone labeled")
+    for d in result["disagreements"][:20]:
+        click.echo(f"  disagree: {d['path']}: " + ", ".join(f"{w}: {lab}" for w, lab in d["labels"].items()))
+    if len(result["disagreements"]) > 20:
+        click.echo(f"  ... and {len(result['disagreements']) - 20} more disagreements")
 
 
 @click.command()
@@ -237,8 +260,12 @@ def status(project_dir):
               help="Show the model's guess and confidence (biases annotators; off by default).")
 @click.option("--retrain-timeout", type=float, default=3600, show_default=True,
               help="Seconds a retraining may take before it is stopped, reported on the page and retried.")
+@click.option("--overlap", type=int, default=1, show_default=True,
+              help="Annotators who each label the overlapping share of every new batch (for agreement).")
+@click.option("--overlap-share", type=float, default=0.2, show_default=True,
+              help="With --overlap K > 1: the share of each new batch that K annotators label.")
 @track_option
-def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout, track):
+def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout, overlap, overlap_share, track):
     """Label a project's images in the browser; the model picks each next batch.
 
     \b
@@ -258,9 +285,11 @@ def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout, 
         raise UsageError(f"-n {n} must be >= 1 and --port {port} in 0..65535")
     if not retrain_timeout > 0:
         raise UsageError(f"--retrain-timeout {retrain_timeout} must be > 0 seconds")
+    if overlap < 1 or not 0 < overlap_share <= 1:
+        raise UsageError(f"--overlap {overlap} must be >= 1 and --overlap-share {overlap_share} in (0, 1]")
     try:
         serve(project_dir, host=host, port=port, batch_size=n, annotator=annotator or _user(), hint=hint,
-              echo=click.echo, retrain_timeout=retrain_timeout, track=track)
+              echo=click.echo, retrain_timeout=retrain_timeout, track=track, overlap=(overlap, overlap_share))
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
                          "or --host") from None

@@ -50,10 +50,12 @@ def _holdout(y: np.ndarray, seed: int) -> np.ndarray:
     return mask
 
 
-def next_batch(store: ProjectStore, n: int, echo=lambda *_: None, track=()) -> BatchResult:
+def next_batch(store: ProjectStore, n: int, echo=lambda *_: None, track=(),
+               overlap: tuple[int, float] = (1, 0.0)) -> BatchResult:
     """Queue the next ``n`` images to label (fewer when the pool runs out).
 
     ``track``: ``--track`` values; each training is tracked as one round of the project's tracked run.
+    ``overlap``: (K, share): that share of the batch (seeded) waits for K annotators each (``alplug label``).
     An image that was readable at ``init`` and no longer is (truncated, replaced) is marked unreadable
     with its path and the reason, reported through ``echo``, and left out; the batch is then made
     without it. Each retry leaves out at least one more image, so this ends.
@@ -62,7 +64,7 @@ def next_batch(store: ProjectStore, n: int, echo=lambda *_: None, track=()) -> B
 
     while True:
         try:
-            return _next_batch(store, n, echo, track)
+            return _next_batch(store, n, echo, track, overlap)
         except UnreadableImageError as exc:
             ids = store.image_ids_by_path()
             for path, why in exc.problems:
@@ -73,7 +75,7 @@ def next_batch(store: ProjectStore, n: int, echo=lambda *_: None, track=()) -> B
                 echo(f"left out {rel}: it can no longer be read ({why})")
 
 
-def _next_batch(store: ProjectStore, n: int, echo, track=()) -> BatchResult:
+def _next_batch(store: ProjectStore, n: int, echo, track=(), overlap=(1, 0.0)) -> BatchResult:
     t0 = time.perf_counter()
     cfg, classes = store.settings, store.classes
     ids, paths = store.readable_images()
@@ -134,7 +136,7 @@ def _next_batch(store: ProjectStore, n: int, echo, track=()) -> BatchResult:
             tracker.save_files([store.project / "model.pt"])
             tracker.close()
     batch, dropped, queued = store.new_batch([ids[i] for i in chosen], how, trained_on, val_acc,
-                                             time.perf_counter() - t0, hints)
+                                             time.perf_counter() - t0, hints, overlap_needs(len(chosen), overlap, seed))
     return BatchResult(batch, queued, how, trained_on, val_acc, dropped, time.perf_counter() - t0)
 
 
@@ -163,6 +165,17 @@ def _batch_metrics(labels: int, trained_on: int, val_acc, train_s: float, batch_
     guesses = [guess for guess, _ in hints or []]
     metrics.update({f"guessed_class/{name}": float(guesses.count(name)) for name in classes})
     return metrics
+
+
+def overlap_needs(n: int, overlap: tuple[int, float], seed: int) -> list[int]:
+    """Annotators each of a batch's ``n`` images waits for: K for a seeded ``share`` of them (rounded, at least
+    one when the share is above zero), 1 for the rest."""
+    k, share = overlap
+    needs = np.ones(n, dtype=int)
+    if k > 1 and share > 0 and n:
+        m = min(n, max(1, int(round(share * n))))
+        needs[np.random.default_rng(seed).choice(n, size=m, replace=False)] = k
+    return [int(x) for x in needs]
 
 
 def default_initial() -> str:

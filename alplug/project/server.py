@@ -36,12 +36,14 @@ KEYS = list("1234567890qwertyiopadfghjklcvbnm")  # one per class; Backspace undo
 GRID_CELLS = 12
 RETRY_SECONDS = 30  # after a failed retraining, the next poll this much later tries again
 RETRAIN_TIMEOUT = 3600  # seconds a retraining may take before it is stopped, reported and retried
+MAX_WHO_CHARS = 100
+MAX_DISAGREEMENTS_SHOWN = 50
 MAX_BODY_BYTES = 64 * 1024  # the largest request is a lease with GRID_CELLS ids to keep
 MAX_CLIENT_CHARS = 100  # a tab's id (the page sends a UUID)
 MAX_ID = 2**63 - 1  # SQLite's integers
 
 
-def _retrain(project: str, batch_size: int, conn, track: tuple = ()) -> None:
+def _retrain(project: str, batch_size: int, conn, track: tuple = (), overlap: tuple[int, float] = (1, 0.0)) -> None:
     """The retraining child process: queue the next batch, sending log lines and the outcome to ``conn``."""
     import traceback
 
@@ -54,7 +56,7 @@ def _retrain(project: str, batch_size: int, conn, track: tuple = ()) -> None:
         store = ProjectStore(project)
         try:
             if store.pending_count() == 0:  # another process may have queued one meanwhile
-                b = next_batch(store, batch_size, echo=log, track=track)
+                b = next_batch(store, batch_size, echo=log, track=track, overlap=overlap)
                 acc = f", validation accuracy {b.val_accuracy:.3f}" if b.val_accuracy is not None else ""
                 log(f"batch {b.batch}: {b.size} images by {b.how} ({b.seconds:.1f} s{acc})")
         finally:
@@ -71,9 +73,11 @@ class Retrainer:
     cannot), and training does not hold the interpreter lock the page's requests need.
     """
 
-    def __init__(self, project: Path, batch_size: int, log, timeout: float = RETRAIN_TIMEOUT, track: tuple = ()):
+    def __init__(self, project: Path, batch_size: int, log, timeout: float = RETRAIN_TIMEOUT, track: tuple = (),
+                 overlap: tuple[int, float] = (1, 0.0)):
         self.project, self.batch_size, self.log, self.timeout = project, batch_size, log, timeout
         self.track = tuple(track)  # --track values, passed to each retraining
+        self.overlap = overlap     # (K annotators, share of each batch): --overlap, --overlap-share
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.error: str | None = None
@@ -100,7 +104,7 @@ class Retrainer:
 
         ctx = multiprocessing.get_context("spawn")  # fork would copy the server's threads and locks
         receive, send = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_retrain, args=(str(self.project), self.batch_size, send, self.track),
+        child = ctx.Process(target=_retrain, args=(str(self.project), self.batch_size, send, self.track, self.overlap),
                             name="alplug-retrain", daemon=True)
         child.start()
         send.close()
@@ -180,7 +184,8 @@ def _valid_id(value) -> bool:
 
 
 def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bool = False,
-               token: str | None = None, log=print, retrain_timeout: float = RETRAIN_TIMEOUT, track: tuple = ()):
+               token: str | None = None, log=print, retrain_timeout: float = RETRAIN_TIMEOUT, track: tuple = (),
+               overlap: tuple[int, float] = (1, 0.0)):
     from flask import Flask, abort, g, jsonify, request, send_file
 
     project = Path(project)
@@ -188,7 +193,7 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     first.release_all()  # the tabs of an earlier server are gone
     classes, root = first.classes, first.images_dir
     first.close()
-    retrainer = Retrainer(project, batch_size, log, timeout=retrain_timeout, track=track)
+    retrainer = Retrainer(project, batch_size, log, timeout=retrain_timeout, track=track, overlap=overlap)
     app = Flask(__name__)
     app.config.update(alplug_retrainer=retrainer, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
 
@@ -243,6 +248,15 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
             abort(400, "a JSON object with a client id (a string of 1 to 100 characters) is required")
         return data
 
+    def who(data) -> str:
+        """The annotator the tab says it is (asked once, kept by the browser), else the server's --annotator."""
+        value = data.get("who")
+        if value is None:
+            return annotator
+        if not isinstance(value, str) or not 0 < len(value.strip()) <= MAX_WHO_CHARS or not value.isprintable():
+            abort(400, f"who must be a name of 1 to {MAX_WHO_CHARS} printable characters")
+        return value.strip()
+
     def image_id(data) -> int:
         value = data.get("image_id")
         if not _valid_id(value) or store().image_path(value) is None:
@@ -260,7 +274,8 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     def page():
         html = resources.files("alplug.project").joinpath("label.html").read_text()
         keys = key_bindings(classes)
-        config = _json_for_script({"classes": classes, "keys": keys, "grid": GRID_CELLS, "project": project.name})
+        config = _json_for_script({"classes": classes, "keys": keys, "grid": GRID_CELLS, "project": project.name,
+                                   "annotator": annotator, "review": ProjectStore.REVIEW})
         g.nonce = secrets.token_urlsafe(18)
         html = html.replace("<script>", f'<script nonce="{g.nonce}">').replace("<style>", f'<style nonce="{g.nonce}">')
         response = app.make_response(html.replace("/*CONFIG*/null", config))
@@ -275,7 +290,7 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
         if not _valid_id(n) or n > GRID_CELLS or not isinstance(keep, list) or len(keep) > GRID_CELLS or \
                 not all(_valid_id(i) for i in keep):
             abort(400, f"n must be 0..{GRID_CELLS} and keep a list of at most {GRID_CELLS} image ids")
-        items = store().lease(data["client"], n, keep=tuple(keep))
+        items = store().lease(data["client"], n, keep=tuple(keep), who=who(data))
         return jsonify(state(items=[it.to_json(hint) for it in items]))
 
     @app.post("/api/label")
@@ -284,7 +299,7 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
         iid, value = image_id(data), data.get("label")
         if not isinstance(value, str) or value not in classes:
             abort(400, f"label must be one of the project's classes: {', '.join(classes)}")
-        refused = store().label_from_tab(iid, value, who=annotator, client=data["client"])
+        refused = store().label_from_tab(iid, value, who=who(data), client=data["client"])
         if refused:
             return jsonify(state(ok=False, message=refused)), 409
         return jsonify(state(ok=True))
@@ -292,7 +307,7 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     @app.post("/api/skip")
     def skip():
         data = body()
-        refused = store().skip(image_id(data), who=annotator, client=data["client"])
+        refused = store().skip(image_id(data), who=who(data), client=data["client"])
         if refused:
             return jsonify(state(ok=False, message=refused)), 409
         return jsonify(state(ok=True))
@@ -301,6 +316,30 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     def undo():
         item, message = store().undo(body()["client"])
         return jsonify(state(item=item.to_json(hint) if item else None, message=message))
+
+    @app.post("/api/recent")
+    def recent():
+        return jsonify(labels=store().recent(body()["client"]))
+
+    @app.post("/api/relabel")
+    def relabel():
+        data = body()
+        iid, value = image_id(data), data.get("label")
+        if not isinstance(value, str) or value not in classes:
+            abort(400, f"label must be one of the project's classes: {', '.join(classes)}")
+        refused = store().relabel(iid, value, client=data["client"])
+        if refused:
+            return jsonify(ok=False, message=refused), 409
+        return jsonify(ok=True, labels=store().recent(data["client"]))
+
+    @app.get("/api/agreement")
+    def agreement_():
+        from .agreement import agreement
+
+        s = store()
+        result = agreement(s.annotations(), classes, {i: p for p, i in s.image_ids_by_path().items()})
+        result["disagreements"] = result["disagreements"][:MAX_DISAGREEMENTS_SHOWN]
+        return jsonify(result)
 
     @app.post("/api/release")
     def release():
@@ -349,13 +388,15 @@ def listening_addresses(host: str) -> list[str]:
 
 
 def serve(project: str | Path, *, host: str, port: int, batch_size: int, annotator: str, hint: bool,
-          echo=print, retrain_timeout: float = RETRAIN_TIMEOUT, track: tuple = ()) -> None:
-    """Run the server until interrupted (``track``: ``--track`` values for its retrainings)."""
+          echo=print, retrain_timeout: float = RETRAIN_TIMEOUT, track: tuple = (),
+          overlap: tuple[int, float] = (1, 0.0)) -> None:
+    """Run the server until interrupted (``track``: ``--track`` values for its retrainings; ``overlap``: K
+    annotators for a share of each new batch)."""
     from werkzeug.serving import make_server
 
     token = None if host in LOOPBACK else secrets.token_urlsafe(24)
     app = create_app(project, batch_size=batch_size, annotator=annotator, hint=hint, token=token, log=echo,
-                     retrain_timeout=retrain_timeout, track=track)
+                     retrain_timeout=retrain_timeout, track=track, overlap=overlap)
     server = make_server(host, port, app, threaded=True)
     urls = [f"http://{f'[{a}]' if ':' in a else a}:{server.port}/" + (f"?token={token}" if token else "")
             for a in listening_addresses(host)]

@@ -3,8 +3,9 @@
 SQLite because it is in the standard library, needs no server, and commits
 each label durably on its own (WAL journal, synchronous=FULL): closing the
 browser, killing the server or a power cut loses nothing that was submitted.
-Labels are never overwritten: an image's label is its newest row that was not
-undone, so the table is also the audit trail.
+Labels are never overwritten, so the table is also the audit trail. An image's
+label is the majority of its annotators' latest labels that were not undone, the
+newest of them on a tie (a single annotator: their latest label).
 
 Several processes and threads may hold a ``ProjectStore`` on the same file (the
 web server's request threads, its retraining thread, ``alplug project``
@@ -23,8 +24,24 @@ from ..config import RunConfig
 from ..errors import UsageError
 
 DB_NAME = "project.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: queue.needed (several annotators per image), the majority rule of current_labels
 LEASE_SECONDS = 120  # an image shown in a tab is kept from other tabs this long (the page renews it)
+
+# One label per image for training and export: each annotator's latest label (not undone) is a vote; the
+# majority wins, the label voted for most recently on a tie.
+CURRENT_LABELS = """
+CREATE INDEX IF NOT EXISTS labels_by_image_who ON labels(image_id, who);
+CREATE VIEW current_labels AS
+    WITH latest AS (
+        SELECT l.id, l.image_id, l.label, l.who, l.at, l.source FROM labels l
+        WHERE l.undone_at IS NULL
+          AND l.id = (SELECT max(id) FROM labels WHERE image_id = l.image_id AND who = l.who AND undone_at IS NULL)),
+    votes AS (SELECT image_id, label, count(*) AS n, max(id) AS last_id FROM latest GROUP BY image_id, label)
+    SELECT l.image_id, l.label, l.who, l.at, l.source FROM latest l
+    WHERE l.id = (SELECT v.last_id FROM votes v WHERE v.image_id = l.image_id ORDER BY v.n DESC, v.last_id DESC
+                  LIMIT 1);
+"""
+
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,14 +82,28 @@ CREATE TABLE queue (
     hint_confidence REAL,
     done_by TEXT,
     done_at TEXT,
+    needed INTEGER NOT NULL DEFAULT 1,  -- annotators who label it before it leaves the queue (--overlap)
     PRIMARY KEY (batch_id, image_id)
 );
 CREATE INDEX queue_pending ON queue(status, batch_id, position);
-CREATE VIEW current_labels AS
-    SELECT l.image_id, l.label, l.who, l.at, l.source FROM labels l
-    WHERE l.undone_at IS NULL
-      AND l.id = (SELECT max(id) FROM labels WHERE image_id = l.image_id AND undone_at IS NULL);
-"""
+""" + CURRENT_LABELS
+
+def migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring an older project's database to this schema in one transaction (the labels are kept as they are)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        if version < 2:  # (read again inside the transaction: another process may have migrated it meanwhile)
+            db.execute("ALTER TABLE queue ADD COLUMN needed INTEGER NOT NULL DEFAULT 1")
+            db.execute("DROP VIEW current_labels")
+            for statement in CURRENT_LABELS.strip().split(";\n"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def now_iso() -> str:
@@ -108,6 +139,9 @@ class ProjectStore:
                              "create one with `alplug project init`")
         self.db = self._connect(db)
         version = int(self._meta("schema_version"))
+        if version < SCHEMA_VERSION:
+            migrate(self.db, version)
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise UsageError(f"{self.project} was made by another alplug version (schema {version}); "
                              f"this one reads schema {SCHEMA_VERSION}")
@@ -241,18 +275,32 @@ class ProjectStore:
         at = now_iso()
         db.execute("INSERT INTO labels (image_id, label, who, at, source, client) VALUES (?, ?, ?, ?, ?, ?)",
                    (image_id, label, who, at, source, client))
-        db.execute("UPDATE queue SET status = 'labeled', done_by = ?, done_at = ?, leased_by = NULL "
-                   "WHERE image_id = ? AND status = 'pending'", (who, at, image_id))
+        ProjectStore._settle(db, image_id, who, at)
+
+    # An image leaves the queue once it has a label from outside the page (an import), or labels from as many
+    # annotators as its queue entry needs (--overlap); until then the next annotator may take it.
+    COMPLETE = ("(EXISTS (SELECT 1 FROM labels l WHERE l.image_id = queue.image_id AND l.undone_at IS NULL "
+                "AND l.source != 'web') OR (SELECT count(DISTINCT l.who) FROM labels l WHERE l.image_id = "
+                "queue.image_id AND l.undone_at IS NULL) >= queue.needed)")
+
+    @staticmethod
+    def _settle(db, image_id: int, who: str, at: str) -> None:
+        db.execute(f"UPDATE queue SET status = 'labeled', done_by = ?, done_at = ?, leased_by = NULL "
+                   f"WHERE image_id = ? AND status = 'pending' AND {ProjectStore.COMPLETE}", (who, at, image_id))
+        db.execute("UPDATE queue SET leased_by = NULL WHERE image_id = ? AND status = 'pending'", (image_id,))
 
     # Why a tab may not act on a queued image (None: it may). The page shows the text.
     _HELD_BY_OTHER = "another tab holds this image"
 
-    def _tab_refusal(self, db, image_id: int, client: str) -> str | None:
-        if db.execute("SELECT 1 FROM current_labels WHERE image_id = ?", (image_id,)).fetchone():
-            return "another tab labeled this image already"
+    def _tab_refusal(self, db, image_id: int, client: str, who: str) -> str | None:
+        if db.execute("SELECT 1 FROM labels WHERE image_id = ? AND who = ? AND undone_at IS NULL",
+                      (image_id, who)).fetchone():
+            return "you labeled this image already (change it in the review list)"
         row = db.execute("SELECT leased_by, leased_until FROM queue WHERE image_id = ? AND status = 'pending'",
                          (image_id,)).fetchone()
         if row is None:
+            if db.execute("SELECT 1 FROM current_labels WHERE image_id = ?", (image_id,)).fetchone():
+                return "another tab labeled this image already"
             return "this image is not waiting in the queue"
         leased_by, until = row
         if leased_by is not None and leased_by != client and (until or 0) >= time.time():
@@ -260,11 +308,11 @@ class ProjectStore:
         return None
 
     def label_from_tab(self, image_id: int, label: str, who: str, client: str) -> str | None:
-        """A label from the web page: only for a queued image that no other tab holds and nobody has labeled.
-        Returns why it was refused (recording nothing), or None once it is committed."""
+        """A label from the web page: only for a queued image that no other tab holds and this annotator has not
+        labeled. Returns why it was refused (recording nothing), or None once it is committed."""
         self.check_label(label)
         with self.transaction() as db:
-            refused = self._tab_refusal(db, image_id, client)
+            refused = self._tab_refusal(db, image_id, client, who)
             if refused is None:
                 self._insert_label(db, image_id, label, who, "web", client)
         return refused
@@ -273,7 +321,7 @@ class ProjectStore:
         """Leave a queued image out of this and later batches (it stays unlabeled); refused, like a label,
         when another tab holds it. Returns why it was refused, or None."""
         with self.transaction() as db:
-            refused = self._tab_refusal(db, image_id, client)
+            refused = self._tab_refusal(db, image_id, client, who)
             if refused is None:
                 db.execute("UPDATE queue SET status = 'skipped', done_by = ?, done_at = ?, leased_by = ? "
                            "WHERE image_id = ? AND status = 'pending'", (who, now_iso(), client, image_id))
@@ -281,8 +329,8 @@ class ProjectStore:
 
     def undo(self, client: str) -> tuple[QueueItem | None, str | None]:
         """Take back this tab's last label or skip (never another tab's); its image goes back to that tab,
-        unless the image has a newer label (an import, say): then the label is marked undone in the history
-        and nothing is re-queued. Returns (the re-queued item, or None; a message for the page, or None)."""
+        unless the image is still labeled without it (an import, the other annotators of an overlap, the tab's own
+        earlier label before a change): then the label is marked undone in the history and nothing is re-queued. Returns (the re-queued item, or None; a message for the page, or None)."""
         with self.transaction() as db:
             label = db.execute("SELECT id, image_id, at FROM labels WHERE client = ? AND undone_at IS NULL "
                                "ORDER BY id DESC LIMIT 1", (client,)).fetchone()
@@ -296,19 +344,55 @@ class ProjectStore:
                 image_id, status = skip[0], "skipped"
             else:
                 return None, "nothing to undo"
-            if db.execute("SELECT 1 FROM current_labels WHERE image_id = ?", (image_id,)).fetchone():
+            still_complete = db.execute(
+                f"SELECT 1 FROM queue WHERE image_id = ? AND {self.COMPLETE} ORDER BY batch_id DESC LIMIT 1",
+                (image_id,)).fetchone()
+            if still_complete:
                 if status == "skipped":  # labeled since (an import): the skip no longer holds anything back
                     db.execute("UPDATE queue SET status = 'labeled' WHERE image_id = ? AND status = 'skipped'",
                                (image_id,))
-                return None, "that image has a newer label since; it stays labeled"
-            # back into the newest batch that held it, leased to this tab
-            row = db.execute("SELECT batch_id FROM queue WHERE image_id = ? AND status = ? "
+                return None, "that image keeps its other labels; it stays labeled"
+            # back into the newest batch that held it (still pending when it waits for more annotators), to this tab
+            row = db.execute("SELECT batch_id FROM queue WHERE image_id = ? AND status IN (?, 'pending') "
                              "ORDER BY batch_id DESC LIMIT 1", (image_id, status)).fetchone()
             if row:
                 db.execute("UPDATE queue SET status = 'pending', leased_by = ?, leased_until = ?, done_by = NULL, "
                            "done_at = NULL WHERE batch_id = ? AND image_id = ?",
                            (client, time.time() + LEASE_SECONDS, row[0], image_id))
         return self._item(image_id), None
+
+    REVIEW = 20  # labels a tab can look back over and change
+
+    def recent(self, client: str, limit: int = REVIEW) -> list[dict]:
+        """This tab's last ``limit`` labels (not undone), newest first, with each image's path."""
+        rows = self.db.execute(
+            "SELECT l.id, l.image_id, i.path, l.label, l.at FROM labels l JOIN images i ON i.id = l.image_id "
+            "WHERE l.client = ? AND l.undone_at IS NULL AND l.id = (SELECT max(id) FROM labels WHERE "
+            "image_id = l.image_id AND client = l.client AND undone_at IS NULL) ORDER BY l.id DESC LIMIT ?",
+            (client, limit)).fetchall()
+        return [dict(zip(("label_id", "image_id", "path", "label", "at"), r)) for r in rows]
+
+    def relabel(self, image_id: int, label: str, client: str) -> str | None:
+        """Change a label this tab gave (one of its last ``REVIEW``): a new label row by the same annotator, which
+        is their vote from now on; the old row stays in the history. Returns why it was refused, or None."""
+        self.check_label(label)
+        with self.transaction() as db:
+            if image_id not in {r["image_id"] for r in self.recent(client)}:
+                return "only this tab's last labels can be changed here"
+            who = db.execute("SELECT who FROM labels WHERE image_id = ? AND client = ? AND undone_at IS NULL "
+                             "ORDER BY id DESC LIMIT 1", (image_id, client)).fetchone()[0]
+            db.execute("INSERT INTO labels (image_id, label, who, at, source, client) VALUES (?, ?, ?, ?, 'web', ?)",
+                       (image_id, label, who, now_iso(), client))
+        return None
+
+    def annotations(self) -> dict[int, dict[str, str]]:
+        """image id -> {annotator: their latest label} over every label not undone (for agreement)."""
+        out: dict[int, dict[str, str]] = {}
+        for image_id, who, label in self.db.execute(
+                "SELECT l.image_id, l.who, l.label FROM labels l WHERE l.undone_at IS NULL AND l.id = (SELECT max(id) "
+                "FROM labels WHERE image_id = l.image_id AND who = l.who AND undone_at IS NULL) ORDER BY l.id"):
+            out.setdefault(image_id, {})[who] = label
+        return out
 
     def _item(self, image_id: int) -> QueueItem:
         row = self.db.execute("SELECT q.image_id, i.path, q.batch_id, q.hint_label, q.hint_confidence FROM queue q "
@@ -319,22 +403,24 @@ class ProjectStore:
         return QueueItem(*row)
 
     # ---- the queue ---------------------------------------------------------------
-    def lease(self, client: str, n: int = 1, keep: tuple[int, ...] = ()) -> list[QueueItem]:
-        """Up to ``n`` pending images for this tab: those it already holds, then ones no other tab holds.
+    def lease(self, client: str, n: int = 1, keep: tuple[int, ...] = (), who: str | None = None) -> list[QueueItem]:
+        """Up to ``n`` pending images for this tab: those it already holds, then ones no other tab holds, never one
+        its annotator (``who``) has labeled (an image several annotators label comes to each once).
 
         ``keep``: image ids the tab is showing; their leases are renewed, but only those the tab
         holds or nobody holds (a tab cannot take another tab's images by naming them)."""
         now = time.time()
         with self.transaction() as db:
             # An image labeled some other way (an import) leaves every queue.
-            db.execute("UPDATE queue SET status = 'labeled', leased_by = NULL WHERE status = 'pending' "
-                       "AND image_id IN (SELECT image_id FROM current_labels)")
+            db.execute(f"UPDATE queue SET status = 'labeled', leased_by = NULL WHERE status = 'pending' "
+                       f"AND {self.COMPLETE}")
             rows = db.execute(
                 "SELECT q.image_id, i.path, q.batch_id, q.hint_label, q.hint_confidence, q.leased_by FROM queue q "
                 "JOIN images i ON i.id = q.image_id WHERE q.status = 'pending' "
                 "AND (q.leased_by IS NULL OR q.leased_by = ? OR q.leased_until < ?) "
+                "AND q.image_id NOT IN (SELECT image_id FROM labels WHERE who IS ? AND undone_at IS NULL) "
                 "ORDER BY (q.leased_by IS NOT NULL AND q.leased_by = ?) DESC, q.batch_id, q.position",
-                (client, now, client)).fetchall()
+                (client, now, who, client)).fetchall()
             items = [QueueItem(*r[:5]) for r in rows if r[0] not in keep][:max(0, n)]
             ids = [it.image_id for it in items] + [r[0] for r in rows if r[0] in keep]
             db.executemany("UPDATE queue SET leased_by = ?, leased_until = ? WHERE image_id = ? AND status = 'pending'",
@@ -382,24 +468,26 @@ class ProjectStore:
                                "AND undone_at IS NULL LIMIT 1", (image_id, label, who, source)).fetchone() is not None
 
     def new_batch(self, image_ids: list[int], how: str, trained_on: int, val_accuracy: float | None,
-                  seconds: float, hints: list[tuple[str, float]] | None = None) -> tuple[int, int, int]:
+                  seconds: float, hints: list[tuple[str, float]] | None = None,
+                  needed: list[int] | None = None) -> tuple[int, int, int]:
         """Queue a batch; unlabeled images still pending from earlier batches go back to the pool.
 
         The batch is made from the pool as it is now, when it is committed: images that were labeled,
         skipped, queued or found unreadable while the model trained are left out of it.
         Returns (batch id, images dropped from the previous batch, images queued)."""
         hints = hints or [(None, None)] * len(image_ids)
+        needed = needed or [1] * len(image_ids)  # annotators per image (--overlap)
         with self.transaction() as db:
             dropped = db.execute("UPDATE queue SET status = 'dropped', leased_by = NULL "
                                  "WHERE status = 'pending'").rowcount
             still = {r[0] for r in db.execute(f"SELECT id {self.POOL}")}
-            kept = [(int(i), h) for i, h in zip(image_ids, hints) if int(i) in still]
+            kept = [(int(i), h, k) for i, h, k in zip(image_ids, hints, needed) if int(i) in still]
             batch = db.execute("INSERT INTO batches (created_at, how, trained_on, val_accuracy, seconds) "
                                "VALUES (?, ?, ?, ?, ?)",
                                (now_iso(), how, trained_on, val_accuracy, round(seconds, 3))).lastrowid
-            db.executemany("INSERT INTO queue (batch_id, image_id, position, hint_label, hint_confidence) "
-                           "VALUES (?, ?, ?, ?, ?)",
-                           [(batch, i, pos, h[0], h[1]) for pos, (i, h) in enumerate(kept)])
+            db.executemany("INSERT INTO queue (batch_id, image_id, position, hint_label, hint_confidence, needed) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           [(batch, i, pos, h[0], h[1], k) for pos, (i, h, k) in enumerate(kept)])
         return batch, dropped, len(kept)
 
     def batches(self) -> list[dict]:
