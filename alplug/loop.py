@@ -107,11 +107,14 @@ class ActiveLearningRun:
     """Prepares data, estimator and learner for a run directory, then runs rounds until a stop rule fires."""
 
     def __init__(self, config: RunConfig, echo: Callable[[str], None] = print, progress: bool = False,
-                 tracking=None):
+                 tracking=None, measure_stop: bool | None = None):
         from .checks import check_model_fits, check_run_settings
 
         self.config, self.echo, self.progress = config, echo, progress
         self.tracking = tracking  # alplug.tracking.TrackingPlan (--track), or None
+        # The stop set costs an inference pass over up to 1,000 pool images a round: made where something reads
+        # it, a run with --stop and every run of a study (its report shows where each rule would have stopped).
+        self.measure_stop = bool(config.stop) if measure_stop is None else measure_stop
         self.tracked = None       # alplug.tracking.TrackedRuns once the run starts
         self.run_dir: RunDirectory | None = None
         self.history: list[dict] = []
@@ -151,10 +154,12 @@ class ActiveLearningRun:
         # Recorded for studies' test-accuracy curves (labels to reach a test accuracy); nothing in the run
         # decides on it: stopping and patience read val-2.
         test_acc, _ = self._evaluate(s.test_inputs(self.data), s.y_test)
-        # Every run measures what the stopping rules read, so the report can show where each would have stopped.
-        stop_ids = stop_set(s.pool, self.config.seed)
-        predictions, kappa, uncertainty = stop_measures(self.estimator.predict_proba(stop_ids), state.stop_predictions)
-        state.stop_predictions = predictions
+        kappa = uncertainty = None
+        if self.measure_stop:
+            stop_ids = stop_set(s.pool, self.config.seed)
+            predictions, kappa, uncertainty = stop_measures(self.estimator.predict_proba(stop_ids),
+                                                            state.stop_predictions)
+            state.stop_predictions = predictions
         return {
             "round": round_, "labels": labels, "queried": len(queried),
             "train_seconds": round(train_s, 3), "query_seconds": round(query_s, 3),
@@ -164,7 +169,8 @@ class ActiveLearningRun:
             "queried_ids": [int(i) for i in queried],
             "queried_classes": [int(c) for c in self.data.y[queried]],
             "strategy": strategy, "test_acc": round(test_acc, 6),
-            "stop_kappa": None if kappa is None else round(kappa, 6), "stop_uncertainty": round(uncertainty, 6),
+            "stop_kappa": None if kappa is None else round(kappa, 6),
+            "stop_uncertainty": None if uncertainty is None else round(uncertainty, 6),
         }
 
     def _checkpoint_files(self, prefix) -> tuple[str, str | None]:

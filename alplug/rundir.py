@@ -36,7 +36,7 @@ HISTORY_COLUMNS = [
     "val1_acc", "val1_loss", "val2_acc", "val2_loss", "queried_ids", "queried_classes",
     "strategy",  # which strategy chose the round's images (a schedule's stage); round 0: how the initial set was
     "test_acc",  # for studies' curves only: no decision of the run reads it
-    "stop_kappa", "stop_uncertainty",  # what the stopping rules read (alplug.stopping), measured in every run
+    "stop_kappa", "stop_uncertainty",  # what the stopping rules read (alplug.stopping): with --stop and in studies
 ]
 # Columns that measure the machine, not the run: they differ between identical runs.
 TIMING_COLUMNS = ("train_seconds", "query_seconds")

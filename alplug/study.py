@@ -137,7 +137,7 @@ def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int
 
             tracking = TrackingPlan(parse_track(track), home=Path(study_path), parent_run_id=parent_run_id,
                                     tags={"strategy": query, "seed": seed})
-        ActiveLearningRun(config, echo=keep_notes, tracking=tracking).run(run_dir)
+        ActiveLearningRun(config, echo=keep_notes, tracking=tracking, measure_stop=True).run(run_dir)
         return RunOutcome(run, "finished", notes=notes)
     except BaseException as exc:  # report it with the run; the study goes on with the others
         if isinstance(exc, KeyboardInterrupt):

@@ -189,7 +189,7 @@ def test_undo_never_requeues_an_image_that_has_a_newer_label(project):
     store.add_label(item["image_id"], "two", who="importer", source="import")  # replaces the tab's label
     store.close()
     r = post(client, "/api/undo", client="tab").get_json()
-    assert r["item"] is None and "newer label" in r["message"]
+    assert r["item"] is None and "keeps its other labels" in r["message"]
     assert current_labels(project)[item["image_id"]] == "two"
     with sqlite3.connect(project / "project.sqlite") as db:
         pending = db.execute("SELECT count(*) FROM queue WHERE image_id = ? AND status = 'pending'",

@@ -293,15 +293,15 @@ class ProjectStore:
     _HELD_BY_OTHER = "another tab holds this image"
 
     def _tab_refusal(self, db, image_id: int, client: str, who: str) -> str | None:
-        if db.execute("SELECT 1 FROM labels WHERE image_id = ? AND who = ? AND undone_at IS NULL",
-                      (image_id, who)).fetchone():
-            return "you labeled this image already (change it in the review list)"
         row = db.execute("SELECT leased_by, leased_until FROM queue WHERE image_id = ? AND status = 'pending'",
                          (image_id,)).fetchone()
         if row is None:
             if db.execute("SELECT 1 FROM current_labels WHERE image_id = ?", (image_id,)).fetchone():
                 return "another tab labeled this image already"
             return "this image is not waiting in the queue"
+        if db.execute("SELECT 1 FROM labels WHERE image_id = ? AND who = ? AND undone_at IS NULL",
+                      (image_id, who)).fetchone():  # it waits for other annotators (--overlap)
+            return "you labeled this image already (change it in the review list)"
         leased_by, until = row
         if leased_by is not None and leased_by != client and (until or 0) >= time.time():
             return self._HELD_BY_OTHER
