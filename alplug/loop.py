@@ -47,6 +47,26 @@ def estimator_for(config: RunConfig, in_channels: int, num_classes: int, images,
         semi_weight=config.semi_weight, semi_threshold=config.semi_threshold, semi_ratio=config.semi_ratio)
 
 
+def pick_without_labels(estimator, strategy_name: str, pool: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` pool ids picked by a strategy that needs no labels (random, typiclust, ...) on ``estimator``
+    initialised (seeded) but not trained: the first labels of a run (``--initial``) or of a labeling project.
+    Embedding strategies see its pretrained backbone where it has one, random weights otherwise (which make them
+    little better than random)."""
+    import torch
+
+    from .strategies import resolve_query
+    from .strategies.outputs import shared_model_outputs
+
+    strategy = resolve_query(strategy_name)
+    torch.manual_seed(seed)
+    estimator.initialize()
+    with shared_model_outputs():
+        idx, _ = strategy(estimator, pool.copy(), n, random_state=seed)
+    chosen = pool[np.asarray(idx, dtype=np.int64)]
+    check_new_labels(chosen, np.array([], dtype=np.int64), strategy)
+    return chosen
+
+
 def round_seed(seed: int, round_: int) -> int:
     """A distinct 32-bit seed per (run seed, round)."""
     return int(np.random.SeedSequence([seed, round_]).generate_state(1)[0])
@@ -345,28 +365,13 @@ class ActiveLearningRun:
             self.tracked.log_rounds(state.history, self.data.classes)
 
     def _pick_initial(self) -> np.ndarray:
-        """``--initial``: the first images to label, picked from the pool by a strategy without any label.
-
-        The strategy sees the model before any training: its backbone pretrained by ``--ssl`` or ``--weights``
-        where the run has one (random weights otherwise, which make embedding strategies little better than
-        random). Seeded like round 0.
-        """
-        import torch
-
-        from .strategies import resolve_query
-
+        """``--initial``: the first images to label, picked from the pool by a strategy without any label, on
+        the model before any training (its ``--ssl`` or ``--weights`` backbone where the run has one). Seeded
+        like round 0."""
         cfg = self.config
-        strategy = resolve_query(cfg.initial)
-        pool = self.splits.pool
-        n = min(cfg.n_initial, len(pool))
+        n = min(cfg.n_initial, len(self.splits.pool))
         self.echo(f"picking the first {n} images to label with {cfg.initial}")
-        torch.manual_seed(round_seed(cfg.seed, 0))
-        self.estimator.initialize()
-        with shared_model_outputs():
-            idx, _ = strategy(self.estimator, pool.copy(), n, random_state=round_seed(cfg.seed, 0))
-        chosen = pool[np.asarray(idx, dtype=np.int64)]
-        check_new_labels(chosen, np.array([], dtype=np.int64), strategy)
-        return chosen
+        return pick_without_labels(self.estimator, cfg.initial, self.splits.pool, n, round_seed(cfg.seed, 0))
 
     def _pretrained_backbone(self, state: RunState | None):
         """With ``--ssl``: the cached backbone (pretrained now on a miss) that every fit starts from.

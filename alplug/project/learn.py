@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..loop import check_new_labels, estimator_for, round_seed
+from ..loop import check_new_labels, estimator_for, pick_without_labels, round_seed
 from ..strategies.schedules import chosen_by
 from ..data.sources import is_colour
 from .images import project_images
@@ -207,20 +207,10 @@ def _estimator(store: ProjectStore, cfg, paths, ids, seed: int, echo):
 
 
 def _pick_without_labels(store: ProjectStore, cfg, name: str, paths, ids, pool, n: int, seed: int, echo):
-    """The first batches, before the labels can train a model: a strategy that needs no labels (``--initial``,
-    by default typicality) on the untrained model's embeddings (pretrained with ``--ssl`` or ``--weights``)."""
-    from ..strategies import resolve_query
-    from ..strategies.outputs import shared_model_outputs
-
+    """The first batches, before the labels can train a model: ``--initial`` (by default typicality) on the
+    untrained model's embeddings (pretrained with ``--ssl`` or ``--weights``)."""
     echo(f"picking {n} images with {name} (no model trained yet) ...")
-    estimator = _estimator(store, cfg, paths, ids, seed, echo)
-    estimator.initialize()
-    strategy = resolve_query(name)
-    with shared_model_outputs():
-        idx, _ = strategy(estimator, pool.copy(), n, random_state=seed)
-    chosen = pool[np.asarray(idx, dtype=np.int64)]
-    check_new_labels(chosen, np.array([], dtype=np.int64), strategy)
-    return chosen
+    return pick_without_labels(_estimator(store, cfg, paths, ids, seed, echo), name, pool, n, seed)
 
 
 def _save_model(store: ProjectStore, estimator) -> None:
