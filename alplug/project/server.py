@@ -293,13 +293,16 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
         items = store().lease(data["client"], n, keep=tuple(keep), who=who(data))
         return jsonify(state(items=[it.to_json(hint) for it in items]))
 
+    def class_of(data) -> str:
+        value = data.get("label")
+        if not isinstance(value, str) or value not in classes:
+            abort(400, f"label must be one of the project's classes: {', '.join(classes)}")
+        return value
+
     @app.post("/api/label")
     def label():
         data = body()
-        iid, value = image_id(data), data.get("label")
-        if not isinstance(value, str) or value not in classes:
-            abort(400, f"label must be one of the project's classes: {', '.join(classes)}")
-        refused = store().label_from_tab(iid, value, who=who(data), client=data["client"])
+        refused = store().label_from_tab(image_id(data), class_of(data), who=who(data), client=data["client"])
         if refused:
             return jsonify(state(ok=False, message=refused)), 409
         return jsonify(state(ok=True))
@@ -324,10 +327,7 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
     @app.post("/api/relabel")
     def relabel():
         data = body()
-        iid, value = image_id(data), data.get("label")
-        if not isinstance(value, str) or value not in classes:
-            abort(400, f"label must be one of the project's classes: {', '.join(classes)}")
-        refused = store().relabel(iid, value, client=data["client"])
+        refused = store().relabel(image_id(data), class_of(data), client=data["client"])
         if refused:
             return jsonify(ok=False, message=refused), 409
         return jsonify(ok=True, labels=store().recent(data["client"]))
