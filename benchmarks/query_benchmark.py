@@ -297,13 +297,15 @@ def figure_3(repeat=3):
                              valid_data=(X[s.val1], y[s.val1]))
         torch.manual_seed(round_seed(0, 0))
         learner = active_learner_class()(net, margin, X_training=X[s.initial], y_training=y[s.initial])
+        # each round scores val-1, val-2 and the test set, as alplug's history does (test_acc: study curves)
         history = [{"labels": len(s.initial), "val1_acc": learner.score(X[s.val1], y[s.val1]),
-                    "val2_acc": learner.score(X[s.val2], y[s.val2])}]
+                    "val2_acc": learner.score(X[s.val2], y[s.val2]), "test_acc": learner.score(X[s.test], y[s.test])}]
         idx, _ = learner.query(X[s.pool], n_instances=config.per_round, random_state=round_seed(0, 1))
         torch.manual_seed(round_seed(0, 1))
         learner.teach(X[s.pool[idx]], y[s.pool[idx]])
         history.append({"labels": len(s.initial) + len(idx), "val1_acc": learner.score(X[s.val1], y[s.val1]),
-                        "val2_acc": learner.score(X[s.val2], y[s.val2])})
+                        "val2_acc": learner.score(X[s.val2], y[s.val2]),
+                        "test_acc": learner.score(X[s.test], y[s.test])})
         test = learner.score(X[s.test], y[s.test])
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:  # what the run directory holds: model, history, learning curve

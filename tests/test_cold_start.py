@@ -204,6 +204,13 @@ def test_parse_stop():
             parse_stop(bad)
 
 
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_a_bad_stop_rule_on_the_command_line_is_one_line_and_exit_2(tmp_path, command):
+    result = invoke(command, "--out", tmp_path / "x", "--stop", "kappa=high")
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "not a number" in result.output, result.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_kappa_rule_needs_three_stable_rounds():
     from alplug.stopping import first_stop, fires
 
