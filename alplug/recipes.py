@@ -21,8 +21,10 @@ from .study import Study
 
 # Settings that tell a study's runs apart within it (strategy, seed), not recipes apart.
 _NOT_RECIPE = {"query", "query_options", "seed"}
-# Settings that decide a seed's test set: runs can be paired by seed only where these agree.
-_SAME_TEST_SET = ("dataset", "data_dir", "image_size", "test_size")
+# Settings that decide a seed's test set: runs can be paired by seed only where these agree. --image-size is not
+# one: it changes the resolution the model sees, not which images a seed's splits hold (they come from the data
+# set's labels and the seed), so it is a recipe like any other.
+_SAME_TEST_SET = ("dataset", "data_dir", "test_size")
 
 
 def check_pairable(studies: list[Study]) -> None:

@@ -58,6 +58,10 @@ def test_the_command_prints_a_table_and_refuses_what_cannot_be_paired(tmp_path):
     assert "| semi=pseudo | 2 | 30 | 0.750 |" in result.output and "2/0/0 of 2" in result.output
     result = CliRunner().invoke(cli, ["recipes", str(tmp_path / "a"), str(tmp_path / "other")])
     assert result.exit_code == 2 and "not on the same test sets" in result.output and "dataset" in result.output
+    # another input size is a recipe: the same images are tested, at another resolution
+    make_study(tmp_path / "small", {0: 0.6, 1: 0.7}, image_size=16)
+    result = CliRunner().invoke(cli, ["recipes", str(tmp_path / "a"), str(tmp_path / "small")])
+    assert result.exit_code == 0 and "| image-size=16 | 2 |" in result.output, result.output
     result = CliRunner().invoke(cli, ["recipes", str(tmp_path / "a")])
     assert result.exit_code == 2 and "two or more" in result.output
     result = CliRunner().invoke(cli, ["recipes", str(tmp_path / "a"), str(tmp_path / "nothing")])
