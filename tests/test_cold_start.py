@@ -1,7 +1,5 @@
 """A first labeled set picked without labels (--initial), strategy schedules and stopping rules."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -70,22 +68,7 @@ def test_bad_initial_settings_are_one_line(tmp_path, args, message, small):
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
-def test_a_killed_run_with_initial_resumes_to_the_same_history(tmp_path, small):
-    from test_low_budget import _kill_when
-
-    def alplug(*command):
-        done = subprocess.run([sys.executable, "-m", "alplug", *map(str, command)], capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    args = [*small, "--initial", "typiclust", "--n-initial", "10", "--rounds", "3", "--seed", "4"]
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    alplug("run", "--out", whole, *args)
-    _kill_when(["run", "--out", str(killed), *args], killed, 1, 0.0)
-    alplug("run", "--resume", killed)
-    assert read_history(killed) == read_history(whole)
-    a, b = (json.loads((d / "state.json").read_text()) for d in (killed, whole))
-    assert a["initial"] == b["initial"] and a["queried"] == b["queried"]
+# A run with --initial killed and resumed: tests/test_low_budget.py's kill test (with --ssl, --semi and margin).
 
 
 def test_a_state_whose_initial_set_does_not_fit_is_refused(tmp_path, small):

@@ -410,8 +410,9 @@ def test_ssl_fixmatch_margin_killed_at_random_points_resumes_to_the_same_history
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
+    # --initial too: the first labels are picked after pretraining and kept in state.json for the resume
     args = ["--dataset", f"npz:{small_npz}", "--model", "squeezenet1_1", *SMALL, "--rounds", "3", "--seed", "5",
-            "--ssl", "simclr", "--semi", "fixmatch", "--query", "margin"]
+            "--ssl", "simclr", "--semi", "fixmatch", "--query", "margin", "--initial", "typiclust", "--n-initial", "8"]
     whole = tmp_path / "whole"
     alplug("run", "--out", whole, *args)
 
@@ -427,6 +428,8 @@ def test_ssl_fixmatch_margin_killed_at_random_points_resumes_to_the_same_history
     assert read_history(killed) == read_history(whole), f"killed at rounds {first} and {second}"
     a, b = (json.loads((d / "result.json").read_text()) for d in (killed, whole))
     assert a["test_accuracy"] == b["test_accuracy"] and a["ssl_backbone"]["key"] == b["ssl_backbone"]["key"]
+    a, b = (json.loads((d / "state.json").read_text()) for d in (killed, whole))
+    assert a["initial"] == b["initial"] and len(a["initial"]) == 8 and a["queried"] == b["queried"]
 
 
 def test_a_labeling_project_pretrains_once_and_learns_from_its_unlabeled_images(tmp_path, monkeypatch):
