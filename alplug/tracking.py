@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,37 +140,42 @@ def _skorch_callbacks():
     return RoundTensorBoard, RoundMlflowLogger
 
 
-class Tracker:
-    """One tracked run. ``open`` returns what ``tracking.json`` keeps to continue it (``--resume``, a study run
-    again, a project's next batch)."""
+class Tracker(ABC):
+    """One tracked run: the interface TensorBoardTracker and MlflowTracker implement. ``open`` returns what
+    ``tracking.json`` keeps to continue it (``--resume``, a study run again, a project's next batch)."""
 
     kind = ""
 
     def __init__(self, spec: TrackSpec, epochs_per_round: int):
         self.spec, self.epochs_per_round, self.round = spec, epochs_per_round, 0
 
+    @abstractmethod
     def open(self, directory: Path, config: dict, recorded: dict | None, name: str, tags: dict) -> dict:
-        raise NotImplementedError
+        """Start the tracked run in ``directory`` (or continue ``recorded``); what to record to continue it."""
 
+    @abstractmethod
     def where(self) -> str:
-        raise NotImplementedError
+        """One line telling the user where to look."""
 
+    @abstractmethod
     def callbacks(self) -> list[tuple[str, object]]:
-        raise NotImplementedError
+        """skorch callbacks that log each fit's epochs."""
 
+    @abstractmethod
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        raise NotImplementedError
+        """Named figures at ``step``."""
 
     def log_round(self, row: dict, classes: list[str]) -> None:
         """A committed round's figures, against the labels so far (the curve active learning is judged by)."""
         self.log_metrics(_round_metrics(row, classes), step=int(row["labels"]))
 
+    @abstractmethod
     def save_files(self, paths: list[Path]) -> None:
-        raise NotImplementedError
+        """Files of the run, as the tracker keeps them."""
 
+    @abstractmethod
     def close(self) -> None:
         """Done for now (a labeling project's batch): a later ``open`` continues the same tracked run."""
-        raise NotImplementedError
 
     def finish(self, result: dict, run_path: Path) -> None:
         """The run's end: its files (result, history, configuration, curve, model) and final test accuracy."""
@@ -178,6 +184,7 @@ class Tracker:
             self.log_metrics({"test_accuracy": result["test_accuracy"]}, step=int(result.get("labels", 0)))
         self.close()
 
+    @abstractmethod
     def fail(self, interrupted: bool) -> None:
         """The run stopped on an error (or Ctrl-C): the tracker shows it as failed (killed), not running."""
 
@@ -447,12 +454,18 @@ class TrackedRuns:
                 pass
 
 
+def cannot_open(spec: TrackSpec, exc: Exception):
+    """The one-line error for a tracker that would not open, in its own words."""
+    from .errors import TrackingError
+
+    detail = str(exc).splitlines()[0] if str(exc) else "no details"
+    return TrackingError(f"--track {spec}: cannot open it ({type(exc).__name__}: {detail})")
+
+
 def open_trackers(plan: TrackingPlan, run_path: Path, name: str, config: dict, epochs_per_round: int,
                   echo=print) -> TrackedRuns:
     """Start (or, from ``tracking.json``, continue) a tracked run per spec and record them at once, so that a
     run killed before its first round still continues the same tracked runs."""
-    from .errors import TrackingError
-
     home = plan.home or run_path
     recorded = read_tracking(run_path)
     trackers, records = [], dict(recorded)
@@ -470,8 +483,7 @@ def open_trackers(plan: TrackingPlan, run_path: Path, name: str, config: dict, e
             opened = tracker.open(directory, config, before, name, plan.tags or {})
         except Exception as exc:  # noqa: BLE001 - each tracker fails its own way (URI, permissions, server)
             TrackedRuns(trackers, records, run_path).fail(interrupted=False)
-            raise TrackingError(f"--track {spec}: cannot open it ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else 'no details'})") from None
+            raise cannot_open(spec, exc) from None
         continued = before is not None and all(before.get(k) == v for k, v in opened.items())
         records[spec.kind] = {**opened, "rounds_sent": before.get("rounds_sent", 0) if continued else 0}
         trackers.append(tracker)
@@ -484,8 +496,6 @@ def open_study_tracking(study, specs: list[TrackSpec], echo=print) -> "MlflowTra
     """With ``--track mlflow``: the study's parent run (continued when the study is resumed), whose children are
     its runs, tagged with strategy and seed. TensorBoard needs none: each run logs to ``tensorboard/RUN`` under
     the study, and TensorBoard shows the runs of that directory side by side."""
-    from .errors import TrackingError
-
     spec = next((s for s in specs if s.kind == "mlflow"), None)
     if spec is None:
         return None
@@ -498,8 +508,7 @@ def open_study_tracking(study, specs: list[TrackSpec], echo=print) -> "MlflowTra
                                            **study.settings()["base"]}, recorded.get("mlflow"),
                               study.path.resolve().name, tags)
     except Exception as exc:  # noqa: BLE001 - as open_trackers
-        raise TrackingError(f"--track {spec}: cannot open it ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else 'no details'})") from None
+        raise cannot_open(spec, exc) from None
     write_tracking(study.path, {**recorded, "mlflow": record})
     echo(tracker.where())
     return tracker

@@ -190,3 +190,11 @@ def test_a_project_is_one_tracked_run_with_a_round_per_trained_batch(tmp_path):
     assert [s for s, _ in scalars(project / "tensorboard", "project/labels")] == [6, 12]
     # epochs step on by batch: batch b's epoch e is step b x epochs + e (one epoch here; batch 1 trained none)
     assert [s for s, _ in scalars(project / "tensorboard", "Loss/train_loss")] == [3, 4]
+
+
+def test_a_tracker_that_cannot_open_is_one_line_and_exit_2(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the log directory would go")
+    result = invoke("run", "--out", tmp_path / "r", "--track", f"tensorboard={blocker}", *QUICK)
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith(
+        f"alplug: error: --track tensorboard={blocker}: cannot open it"), result.output
