@@ -27,7 +27,7 @@ from .errors import MissingDependencyError, UsageError
 METHODS = ("simclr", "byol")
 # Part of every cache key: raise it when a change here changes what a pretraining produces (views, heads, loop),
 # so that no run starts from a backbone the current code would not make.
-RECIPE = 2
+RECIPE = 3
 
 
 class CachedBackboneError(UsageError):

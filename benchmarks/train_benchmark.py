@@ -8,6 +8,8 @@
 2. one self-supervised epoch (--ssl simclr, byol) over the images / one supervised epoch over the same images
 3. one semi-supervised epoch (--semi entropy, pseudo, fixmatch: one pass over the unlabeled stream, with 32
    labels) / one supervised epoch over the same unlabeled images
+4. training steps with PyTorch's own convolutions / with alplug's small-map convolutions (models/small_maps.py),
+   with supervised batches at 32 px and SimCLR's batches of two views at 32 and 16 px
 """
 from __future__ import annotations
 
@@ -126,6 +128,44 @@ def figure_3(args, X, y, ids):
     return out
 
 
+def figure_4(args, X, y, ids):
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from alplug.models import ImageClassifier
+    from alplug.models.small_maps import SmallMapConv2d
+    from alplug.ssl import PretrainSettings
+
+    def steps(module, batch, size, n=5):
+        optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+        xb = torch.as_tensor(X[ids[:batch]]).float().div(255)
+        yb = torch.as_tensor(y[ids[:batch]]).long()
+        xb = F.interpolate(xb, size=(size, size), mode="bilinear", align_corners=False)
+
+        def run():
+            for _ in range(n):
+                optimizer.zero_grad()
+                F.cross_entropy(module(xb), yb).backward()
+                optimizer.step()
+        return run
+
+    out = {}
+    ssl_batch = 2 * PretrainSettings.batch_size  # two views of each image
+    for name, size, batch in (("supervised", 32, args.batch_size), ("ssl", 32, ssl_batch), ("ssl", 16, ssl_batch)):
+        torch.manual_seed(0)
+        ours = ImageClassifier(args.model, X.shape[1], 10, image_size=size).train()
+        stock = ImageClassifier(args.model, X.shape[1], 10, image_size=size).train()
+        for layer in stock.modules():
+            if type(layer) is SmallMapConv2d:
+                layer.__class__ = nn.Conv2d
+        stock_s = best_of(steps(stock, batch, size), args.repeat)
+        ours_s = best_of(steps(ours, batch, size), args.repeat)
+        out[f"{name}-{size}px"] = {"name": name, "size": size, "batch": batch, "stock_s": stock_s, "small_maps_s": ours_s,
+                     "ratio": stock_s / ours_s}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet18")
@@ -134,7 +174,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--ssl-batch-size", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--only", default="1,2,3")
+    parser.add_argument("--only", default="1,2,3,4")
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
     args = parser.parse_args()
     import torch
@@ -159,6 +199,11 @@ def main() -> None:
         for method in ("entropy", "pseudo", "fixmatch"):
             print(f"3. semi-supervised epoch, {method}: {r[method]['epoch_s']:.2f}s / supervised epoch over the "
                   f"{r['unlabeled_images']} unlabeled images {r['supervised_epoch_s']:.2f}s = {r[method]['ratio']:.2f}")
+    if "4" in only:
+        r = results["4"] = figure_4(args, X, y, ids)
+        for name, f in r.items():
+            print(f"4. five {f['name']} training steps, {f['size']} px, batches of {f['batch']}: PyTorch's convolutions "
+                  f"{f['stock_s']:.2f}s / small-map convolutions {f['small_maps_s']:.2f}s = {f['ratio']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

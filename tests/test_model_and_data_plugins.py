@@ -265,6 +265,9 @@ def test_a_seeded_run_keeps_the_history_it_had_before_models_became_plugins(tmp_
         result = invoke("run", "--out", out, "--model", model, "--query", "margin", *QUICK)
         assert result.exit_code == 0, result.output
         history = json.loads((out / "state.json").read_text())["history"]
-        keys = ("round", "labels", "queried_ids", "val1_acc", "val2_acc", "train_loss")
-        assert [{k: row[k] for k in keys} for row in history] == golden[model]
+        keys = ("round", "labels", "queried_ids", "val1_acc", "val2_acc")
+        assert [{k: row[k] for k in keys} for row in history] == [{k: row[k] for k in keys} for row in golden[model]]
+        # The loss to float rounding only: convolutions over 1x1 maps now sum in another order (small_maps.py).
+        assert [row["train_loss"] for row in history] == pytest.approx(
+            [row["train_loss"] for row in golden[model]], rel=1e-4)
         assert json.loads((out / "result.json").read_text())["test_accuracy"] == golden[f"{model}:test_accuracy"]

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import UsageError
 from .registry import ModelLoadError, get_model_spec
+from .small_maps import use_small_map_convolutions
 from .spec import ModelParts, ModelSpec
 
 
@@ -56,6 +57,7 @@ class ImageClassifier(nn.Module):
             raise ModelLoadError(f"model {arch!r}: its spec's build() must return ModelParts(backbone=Module, "
                                  f"head=Module, embedding_dim=int), got {parts!r:.200}")
         self.backbone = parts.backbone
+        use_small_map_convolutions(self.backbone)
         if backbone_file is not None:
             from ..ssl import load_backbone_file
 
