@@ -56,4 +56,4 @@ def check_model_fits(config: RunConfig, data, splits=None) -> None:
         raise UsageError(f"--n-initial {config.n_initial} is larger than the pool of "
                          f"{len(splits.pool) + len(splits.initial)} images; lower it")
     build_on_meta_device(config.model, in_channels=data.channels, num_classes=data.n_classes, dropout=config.dropout,
-                image_size=config.image_size, weights=config.weights)
+                image_size=config.image_size, weights=config.weights, features_from=config.features_from)

@@ -43,6 +43,7 @@ class RunConfig:
     weights: str | None = None
     dropout: float | None = None
     freeze_backbone: bool = False
+    features_from: str | None = None
     ssl: str | None = None
     ssl_epochs: int = 20
     semi: str | None = None

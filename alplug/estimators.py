@@ -369,7 +369,8 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
                    warm_start: bool = False, progress: bool = False, verbose: int = 0,
                    images=None, eval_batch_size: int = 256, backbone_file: str | None = None,
                    freeze_backbone: bool = False, semi: str | None = None, semi_weight: float = 1.0,
-                   semi_threshold: float = 0.95, semi_ratio: int = 2) -> ImageClassifierNet:
+                   semi_threshold: float = 0.95, semi_ratio: int = 2,
+                   features_from: str | None = None) -> ImageClassifierNet:
     """An unfitted skorch classifier for ``model`` (resnet18, resnet50, squeezenet1_1).
 
     ``valid_data=(X, y)`` is scored after every epoch (skorch's ``valid_loss``
@@ -377,7 +378,7 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
     array or memory map of (N, C, H, W) images), ``X`` may be 1-d id arrays into
     it everywhere (fit, predict, ``valid_data``): nothing is copied or loaded
     beyond the current batch. Prediction uses batches of ``eval_batch_size``. ``backbone_file`` (a cached
-    ``--ssl`` backbone) is what every fit starts from; ``freeze_backbone`` trains the head only; ``semi``
+    ``--ssl`` backbone) is what every fit starts from; ``freeze_backbone`` trains the head only; ``features_from`` cuts the backbone after that part; ``semi``
     trains on ``net.unlabeled`` too (``alplug.semi``). ``warm_start=False``
     rebuilds the module on every ``fit``, so each active-learning round trains
     from scratch (or from the pretrained ``weights``).
@@ -414,6 +415,7 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
         module__arch=model, module__in_channels=in_channels, module__num_classes=num_classes,
         module__dropout=dropout, module__image_size=image_size, module__weights=weights,
         module__backbone_file=backbone_file, module__freeze_backbone=freeze_backbone,
+        module__features_from=features_from,
         semi=semi, semi_weight=semi_weight, semi_threshold=semi_threshold, semi_ratio=semi_ratio, semi_hflip=hflip,
         criterion=nn.CrossEntropyLoss,  # the modules output logits
         optimizer=OPTIMIZERS[optimizer], lr=lr, optimizer__weight_decay=weight_decay,

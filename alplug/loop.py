@@ -44,7 +44,8 @@ def estimator_for(config: RunConfig, in_channels: int, num_classes: int, images,
         optimizer=config.optimizer, augment=config.augment, hflip=config.hflip, device=config.device,
         valid_data=valid_data, warm_start=config.warm_start, progress=progress, images=images,
         backbone_file=backbone_file, freeze_backbone=config.freeze_backbone, semi=config.semi,
-        semi_weight=config.semi_weight, semi_threshold=config.semi_threshold, semi_ratio=config.semi_ratio)
+        semi_weight=config.semi_weight, semi_threshold=config.semi_threshold, semi_ratio=config.semi_ratio,
+        features_from=config.features_from)
 
 
 def pick_without_labels(estimator, strategy_name: str, pool: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -344,3 +344,13 @@ def test_on_a_terminal_the_first_line_comes_before_the_heavy_imports(tmp_path, c
     assert found, seen.decode(errors="replace")[-2000:]
     said = seen.find(f"alplug {command[0]}: loading torch".encode())
     assert 0 <= said < found.start(), seen.decode(errors="replace")[-2000:]
+
+
+def test_features_from_an_unknown_part_is_one_line_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--out", out, "--features-from", "layer9", "--ssl", "simclr", *QUICK)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "alplug: error: --features-from 'layer9': resnet18's backbone has no part by that name; its parts: conv1, "
+        "bn1, relu, maxpool, layer1, layer2, layer3, layer4, avgpool, fc"]
+    assert not out.exists()

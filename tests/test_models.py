@@ -144,3 +144,78 @@ def test_the_meta_device_build_catches_foreign_weights_without_building_or_drawi
     assert built == ["meta"]  # nothing was built for real
     with pytest.raises(ModelWeightsError, match="do not fit resnet18"):
         build_on_meta_device("resnet18", in_channels=1, num_classes=3, weights=str(tmp_path / "sq.pth"))
+
+
+# ---- --features-from: the head reads an earlier part of the backbone ------------------------------------------
+
+
+def _pooled_output_of(model, part, x):
+    seen = {}
+    handle = model.backbone.get_submodule(part).register_forward_hook(lambda m, i, o: seen.setdefault("o", o))
+    with torch.no_grad():
+        model.embed(x)
+    handle.remove()
+    return seen["o"].mean(dim=(2, 3))
+
+
+def test_features_from_cuts_the_backbone_and_the_head_reads_that_part():
+    torch.manual_seed(0)
+    whole = ImageClassifier("resnet18", 1, 10, image_size=16).eval()
+    cut = ImageClassifier("resnet18", 1, 10, image_size=16, features_from="layer3").eval()
+    assert cut.embedding_dim == 256 and cut.head[-1].in_features == 256
+    assert not any(k.startswith("backbone.layer4") for k in cut.state_dict())
+    cut.backbone.load_state_dict({k: v for k, v in whole.backbone.state_dict().items()
+                                  if k in cut.backbone.state_dict()})
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(cut.embed(x), _pooled_output_of(whole, "layer3", x))
+        assert cut(x).shape == (3, 10)
+
+
+def test_features_from_cuts_a_whole_pretrained_backbone_after_loading_it(tmp_path):
+    torch.manual_seed(1)
+    pretrained = ImageClassifier("resnet18", 1, 10, image_size=16)
+    path = tmp_path / "simclr.pt"
+    torch.save({f"backbone.{k}": v for k, v in pretrained.backbone.state_dict().items()}, path)
+    cut = ImageClassifier("resnet18", 1, 4, image_size=16, backbone_file=str(path), features_from="layer2",
+                          freeze_backbone=True).eval()
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(cut.embed(x), _pooled_output_of(pretrained.eval(), "layer2", x))
+    assert not any(p.requires_grad for p in cut.backbone.parameters())
+
+
+def test_features_from_a_squeezenet_part_pools_its_map():
+    cut = ImageClassifier("squeezenet1_1", 1, 3, features_from="9")
+    assert cut.embedding_dim == 384 and cut(torch.rand(2, 1, 32, 32)).shape == (2, 3)
+
+
+def test_features_from_an_unknown_part_names_the_parts():
+    with pytest.raises(UsageError, match="has no part by that name; its parts: conv1, bn1, .*layer4"):
+        ImageClassifier("resnet18", 1, 10, features_from="layer5")
+
+
+def _out_of_order_spec(same_shapes: bool) -> ModelSpec:
+    from torch import nn
+
+    from alplug.models import ModelParts
+
+    class OutOfOrder(nn.Module):
+        """Registers its parts in another order than it runs them."""
+
+        def __init__(self, channels):
+            super().__init__()
+            self.second = nn.Conv2d(4 if same_shapes else 8, 4, 3, padding=1)
+            self.first = nn.Conv2d(channels, 4 if same_shapes else 8, 3, padding=1)
+
+        def forward(self, x):
+            return self.second(self.first(x)).mean(dim=(2, 3))
+
+    return ModelSpec(f"out-of-order-{same_shapes}",
+                     lambda c, n, w: ModelParts(OutOfOrder(c), nn.Linear(4, n), 4), min_input_size=8)
+
+
+@pytest.mark.parametrize("same_shapes", [False, True])
+def test_features_from_refuses_a_backbone_whose_parts_run_in_another_order(same_shapes):
+    with pytest.raises(UsageError, match="one after another"):
+        ImageClassifier(_out_of_order_spec(same_shapes), 4, 3, features_from="first")

@@ -31,11 +31,15 @@ class ImageClassifier(nn.Module):
     weights: ``None`` (random init) or the ``--weights`` text the spec understands.
     backbone_file: a self-supervised backbone (``alplug.ssl``) loaded over the built one: every fit starts from it.
     freeze_backbone: train the head only; the backbone's weights and BatchNorm statistics never change.
+    features_from: a top-level part of the backbone (``layer3`` of a ResNet) whose pooled output the head
+        reads; the parts after it are dropped, and the head is a new linear layer (``alplug.models.cut``).
+        Applied after ``backbone_file`` is loaded, so a whole pretrained backbone is cut.
     """
 
     def __init__(self, arch: "str | ModelSpec" = "resnet18", in_channels: int = 3, num_classes: int = 10,
                  dropout: float | None = None, image_size: int | None = None,
-                 weights: str | None = None, backbone_file: str | None = None, freeze_backbone: bool = False):
+                 weights: str | None = None, backbone_file: str | None = None, freeze_backbone: bool = False,
+                 features_from: str | None = None):
         super().__init__()
         spec = get_model_spec(arch)
         if in_channels < 1 or num_classes < 2:
@@ -62,15 +66,24 @@ class ImageClassifier(nn.Module):
             from ..ssl import load_backbone_file
 
             load_backbone_file(self.backbone, backbone_file)
+        head, embedding_dim = parts.head, parts.embedding_dim
+        if features_from is not None:
+            from .cut import cut_backbone
+
+            side = self.image_size or self.min_size or 32
+            probe = torch.linspace(-1.0, 1.0, 2 * in_channels * side * side).reshape(2, in_channels, side, side)
+            self.backbone, embedding_dim = cut_backbone(self.backbone, features_from, probe, spec.name)
+            head = nn.Linear(embedding_dim, num_classes)
+        self.features_from = features_from
         self.frozen = freeze_backbone
         if freeze_backbone:
             self.backbone.requires_grad_(False)
         p = spec.default_dropout if dropout is None else dropout
         # One dropout layer in front of the head: what head-only MC dropout samples (alplug-bald's mc.py).
         # A Sequential head is spliced in, so its layers keep the state-dict keys head.1, head.2, ...
-        rest = list(parts.head) if isinstance(parts.head, nn.Sequential) else [parts.head]
+        rest = list(head) if isinstance(head, nn.Sequential) else [head]
         self.head = nn.Sequential(nn.Dropout(p), *rest)
-        self.embedding_dim = parts.embedding_dim
+        self.embedding_dim = embedding_dim
 
         pretrained = weights is not None
         mean = spec.mean if pretrained else (0.5,) * 3
@@ -138,7 +151,8 @@ def _channel_stat(values, channels: int) -> torch.Tensor:
 
 
 def build_on_meta_device(arch: str, *, in_channels: int = 3, num_classes: int = 2, dropout: float | None = None,
-                         image_size: int | None = None, weights: str | None = None) -> None:
+                         image_size: int | None = None, weights: str | None = None,
+                         features_from: str | None = None) -> None:
     """Build the model on the meta device: an unknown name, a broken plugin or a bad ``--weights`` fails now,
     before anything is written, at a fraction of a real build's cost (no memory, no random numbers drawn).
     skorch has no such dry run; ``initialize()`` would build the real module only to have ``fit`` rebuild it."""
@@ -146,4 +160,5 @@ def build_on_meta_device(arch: str, *, in_channels: int = 3, num_classes: int = 
 
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore", UserWarning)  # "copying ... to a meta parameter is a no-op"
-        ImageClassifier(arch, in_channels, num_classes, dropout=dropout, image_size=image_size, weights=weights)
+        ImageClassifier(arch, in_channels, num_classes, dropout=dropout, image_size=image_size, weights=weights,
+                        features_from=features_from)
