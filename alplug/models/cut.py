@@ -23,15 +23,13 @@ def cut_backbone(backbone: nn.Module, part: str, probe: torch.Tensor, model: str
     if part not in parts:
         raise UsageError(f"--features-from {part[:100]!r}: {model}'s backbone has no part by that name; its parts: "
                          f"{', '.join(parts)}")
-    every = nn.Sequential(parts)
+    kept = list(parts.items())[:list(parts).index(part) + 1]
     was_training = backbone.training
     backbone.eval()
     try:
         with torch.no_grad():
-            whole, in_order = _pooled(backbone(probe)), _pooled(every(probe))
-            kept = list(parts)[:list(parts).index(part) + 1]
-            cut = nn.Sequential(OrderedDict([(name, parts[name]) for name in kept]))
-            out = cut(probe)
+            whole, in_order = _pooled(backbone(probe)), _pooled(nn.Sequential(parts)(probe))
+            out = nn.Sequential(OrderedDict(kept))(probe)
     except RuntimeError as exc:
         raise UsageError(f"--features-from {part}: {model}'s parts do not run one after another "
                          f"({str(exc).splitlines()[0][:200]}); use a model whose backbone they do") from None
@@ -42,9 +40,7 @@ def cut_backbone(backbone: nn.Module, part: str, probe: torch.Tensor, model: str
         raise UsageError(f"--features-from {part}: {model}'s backbone does not compute its parts one after "
                          "another, so it cannot be cut; use a model whose backbone does (ResNets, SqueezeNet)")
     tail = [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())] if out.dim() == 4 else []
-    cut = nn.Sequential(OrderedDict([(name, parts[name]) for name in kept] + tail))
-    cut.train(was_training)
-    return cut, int(out.shape[1])
+    return nn.Sequential(OrderedDict(kept + tail)).train(was_training), int(out.shape[1])
 
 
 def _pooled(features: torch.Tensor) -> torch.Tensor:
