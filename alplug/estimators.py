@@ -378,7 +378,8 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
     array or memory map of (N, C, H, W) images), ``X`` may be 1-d id arrays into
     it everywhere (fit, predict, ``valid_data``): nothing is copied or loaded
     beyond the current batch. Prediction uses batches of ``eval_batch_size``. ``backbone_file`` (a cached
-    ``--ssl`` backbone) is what every fit starts from; ``freeze_backbone`` trains the head only; ``features_from`` cuts the backbone after that part; ``semi``
+    ``--ssl`` backbone) is what every fit starts from; ``freeze_backbone`` trains the head only;
+    ``features_from`` cuts the backbone after that part; ``semi``
     trains on ``net.unlabeled`` too (``alplug.semi``). ``warm_start=False``
     rebuilds the module on every ``fit``, so each active-learning round trains
     from scratch (or from the pretrained ``weights``).

@@ -74,7 +74,6 @@ class ImageClassifier(nn.Module):
             probe = torch.linspace(-1.0, 1.0, 2 * in_channels * side * side).reshape(2, in_channels, side, side)
             self.backbone, embedding_dim = cut_backbone(self.backbone, features_from, probe, spec.name)
             head = nn.Linear(embedding_dim, num_classes)
-        self.features_from = features_from
         self.frozen = freeze_backbone
         if freeze_backbone:
             self.backbone.requires_grad_(False)
