@@ -23,25 +23,28 @@ def cut_backbone(backbone: nn.Module, part: str, probe: torch.Tensor, model: str
     if part not in parts:
         raise UsageError(f"--features-from {part[:100]!r}: {model}'s backbone has no part by that name; its parts: "
                          f"{', '.join(parts)}")
-    kept = list(parts.items())[:list(parts).index(part) + 1]
+    from .module import ImageClassifier
+
     was_training = backbone.training
     backbone.eval()
     try:
         with torch.no_grad():
-            whole, in_order = _pooled(backbone(probe)), _pooled(nn.Sequential(parts)(probe))
-            out = nn.Sequential(OrderedDict(kept))(probe)
+            whole = ImageClassifier.pool(backbone(probe))
+            x = probe
+            for name, layer in parts.items():  # one pass through the parts: the cut's output on the way
+                x = layer(x)
+                if name == part:
+                    out_shape = x.shape
+            in_order = ImageClassifier.pool(x)
     except RuntimeError as exc:
         raise UsageError(f"--features-from {part}: {model}'s parts do not run one after another "
                          f"({str(exc).splitlines()[0][:200]}); use a model whose backbone they do") from None
     finally:
         backbone.train(was_training)
     same = whole.shape == in_order.shape and (whole.is_meta or torch.allclose(whole, in_order, atol=1e-5))
-    if not same or out.dim() not in (2, 4):
+    if not same or len(out_shape) not in (2, 4):
         raise UsageError(f"--features-from {part}: {model}'s backbone does not compute its parts one after "
                          "another, so it cannot be cut; use a model whose backbone does (ResNets, SqueezeNet)")
-    tail = [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())] if out.dim() == 4 else []
-    return nn.Sequential(OrderedDict(kept + tail)).train(was_training), int(out.shape[1])
-
-
-def _pooled(features: torch.Tensor) -> torch.Tensor:
-    return features.mean(dim=(2, 3)) if features.dim() == 4 else features.flatten(1)
+    kept = list(parts.items())[:list(parts).index(part) + 1]
+    tail = [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())] if len(out_shape) == 4 else []
+    return nn.Sequential(OrderedDict(kept + tail)).train(was_training), int(out_shape[1])
