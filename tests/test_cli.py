@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -195,8 +196,13 @@ def test_resume_after_kill_gives_the_same_run(tmp_path):
     assert invoke("run", "--out", whole, *args).exit_code == 0
 
     killed = tmp_path / "killed"
+    # The killed run's rounds must sum floats as this process's runs do: with its torch thread count (earlier
+    # tests' studies change it), not the default of a new process.
+    import torch
+
+    threads = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "alplug", "run", "--out", str(killed), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=threads)
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
