@@ -322,7 +322,6 @@ def test_augmented_run(tmp_path):
 def test_on_a_terminal_the_first_line_comes_before_the_heavy_imports(tmp_path, command):
     """`alplug run` and `compare` say what they do before torch loads (seconds): read through a pseudo-terminal,
     with Python's import-time trace on the same terminal, the line comes before torch's first import."""
-    import os
     import pty
 
     pid, fd = pty.fork()
