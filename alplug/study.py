@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,23 @@ class Study:
         return [r for r in self.runs if not (self.run_dir(r) / "result.json").is_file()]
 
 
+@contextmanager
+def _torch_threads(threads: int | None):
+    """``threads`` torch threads for one run, then the caller's count again: with ``--jobs 1`` joblib runs the
+    run in the calling process, whose thread count (and so its float sums) is not the study's to change."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int | None, track: tuple = (),
                 parent_run_id: str | None = None) -> RunOutcome:
     """Run (or resume) one run of a study; never raises, so one failure cannot stop the others.
@@ -110,35 +128,32 @@ def execute_run(study_path: str, query: str, seed: int, base: dict, threads: int
         return RunOutcome(run, "failed", f"the study directory {study_path} is not visible on this worker; "
                                          "put it on a file system every worker mounts at the same path")
     try:
-        import torch
+        with _torch_threads(threads):  # locally jobs x threads = cores; cluster workers keep their own setting
+            from .loop import ActiveLearningRun
 
-        if threads:  # locally jobs x threads = cores; cluster workers keep their own setting
-            torch.set_num_threads(threads)
-        from .loop import ActiveLearningRun
+            if (path / "result.json").is_file():
+                return RunOutcome(run, "done")
+            from .strategies.options import options_for
 
-        if (path / "result.json").is_file():
-            return RunOutcome(run, "done")
-        from .strategies.options import options_for
+            config = RunConfig(**check_settings(base))
+            config = dataclasses.replace(config, query=query, seed=seed,
+                                         query_options=options_for(query, config.query_options))
+            run_dir = RunDirectory.open(path) if (path / "config.toml").is_file() else RunDirectory.create(path, config)
+            (path / "error.txt").unlink(missing_ok=True)
+            notes = []
 
-        config = RunConfig(**check_settings(base))
-        config = dataclasses.replace(config, query=query, seed=seed,
-                                     query_options=options_for(query, config.query_options))
-        run_dir = RunDirectory.open(path) if (path / "config.toml").is_file() else RunDirectory.create(path, config)
-        (path / "error.txt").unlink(missing_ok=True)
-        notes = []
+            def keep_notes(line: str) -> None:  # a run's own progress lines would interleave; these matter to a study
+                if line.startswith("self-supervised backbone:"):
+                    notes.append(line)
 
-        def keep_notes(line: str) -> None:  # a run's own progress lines would interleave; these matter to a study
-            if line.startswith("self-supervised backbone:"):
-                notes.append(line)
+            tracking = None
+            if track:
+                from .tracking import TrackingPlan, parse_track
 
-        tracking = None
-        if track:
-            from .tracking import TrackingPlan, parse_track
-
-            tracking = TrackingPlan(parse_track(track), home=Path(study_path), parent_run_id=parent_run_id,
-                                    tags={"strategy": query, "seed": seed})
-        ActiveLearningRun(config, echo=keep_notes, tracking=tracking, measure_stop=True).run(run_dir)
-        return RunOutcome(run, "finished", notes=notes)
+                tracking = TrackingPlan(parse_track(track), home=Path(study_path), parent_run_id=parent_run_id,
+                                        tags={"strategy": query, "seed": seed})
+            ActiveLearningRun(config, echo=keep_notes, tracking=tracking, measure_stop=True).run(run_dir)
+            return RunOutcome(run, "finished", notes=notes)
     except BaseException as exc:  # report it with the run; the study goes on with the others
         if isinstance(exc, KeyboardInterrupt):
             raise

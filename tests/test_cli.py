@@ -196,11 +196,12 @@ def test_resume_after_kill_gives_the_same_run(tmp_path):
     assert invoke("run", "--out", whole, *args).exit_code == 0
 
     killed = tmp_path / "killed"
-    # The killed run's rounds must sum floats as this process's runs do: with its torch thread count (earlier
-    # tests' studies change it), not the default of a new process.
+    # The killed run's rounds must sum floats as this process's runs do: with its thread count, not a new
+    # process's default or what earlier tests left in the environment (Dask's test cluster: MKL_NUM_THREADS=1).
     import torch
 
-    threads = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    n = str(torch.get_num_threads())
+    threads = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
     proc = subprocess.Popen([sys.executable, "-m", "alplug", "run", "--out", str(killed), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=threads)
     deadline = time.monotonic() + 240

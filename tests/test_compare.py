@@ -155,3 +155,19 @@ def test_mean_curve_averages_like_points_and_interpolates_unlike_ones():
     x, mean, _ = mean_curve(unlike)
     assert list(x) == [10, 20, 30, 40]
     assert mean == pytest.approx([0.5, (0.7 + 0.65) / 2, (0.8 + 0.8) / 2, (0.9 + (0.8 + 0.1 * 10 / 12)) / 2])
+
+
+def test_a_study_run_in_this_process_gives_back_its_torch_thread_count(tmp_path):
+    """--jobs 1 runs each run inline; its --threads are the run's, not the calling process's from then on."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        result = invoke("compare", "--query", "random", "--seeds", 1, "--jobs", 1, "--threads", 1,
+                        "--out", tmp_path / "s", *STUDY)
+        assert result.exit_code == 0, result.output
+        assert "(1 torch thread(s) each)" in result.output
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
