@@ -48,6 +48,8 @@ class PretrainSettings:
     seed: int
     batch_size: int = 128  # more steps beat bigger batches at 20 epochs on digits (docs/low-budget.md)
     lr: float = 1e-3
+    # ``--features-from``: only the parts up to the cut are pretrained, the parts the head never reads are not
+    features_from: str | None = None
 
 
 def settings_for(config, channels: int) -> PretrainSettings:
@@ -59,7 +61,8 @@ def settings_for(config, channels: int) -> PretrainSettings:
         digest = hashlib.blake2b(Path(weights).expanduser().read_bytes(), digest_size=16).hexdigest()
         weights = f"file:{digest}"
     return PretrainSettings(method=config.ssl, epochs=config.ssl_epochs, model=config.model, in_channels=channels,
-                            image_size=config.image_size, weights=weights, hflip=config.hflip, seed=config.seed)
+                            image_size=config.image_size, weights=weights, hflip=config.hflip, seed=config.seed,
+                            features_from=config.features_from)
 
 
 def cache_dir() -> Path:
@@ -83,7 +86,10 @@ def images_fingerprint(images, ids: np.ndarray, chunk: int = 4096) -> str:
 
 
 def cache_key(settings: PretrainSettings, fingerprint: str) -> str:
-    text = json.dumps({"settings": asdict(settings), "images": fingerprint, "recipe": RECIPE}, sort_keys=True)
+    fields = asdict(settings)
+    if fields["features_from"] is None:  # a whole backbone keeps the key it had before cuts were pretrained
+        del fields["features_from"]
+    text = json.dumps({"settings": fields, "images": fingerprint, "recipe": RECIPE}, sort_keys=True)
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
@@ -229,7 +235,8 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     module = ImageClassifier(settings.model, settings.in_channels, 2, image_size=settings.image_size,
-                             weights=weights if weights is not None else settings.weights).to(device)
+                             weights=weights if weights is not None else settings.weights,
+                             features_from=settings.features_from).to(device)
     size = module.prepared_size(*images.shape[2:4])  # the views are cropped to what the backbone sees
     views = view_transforms(settings.method, settings.in_channels, size, settings.hflip)
     batch_size = min(settings.batch_size, len(ids))
@@ -320,15 +327,18 @@ def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, 
         return PretrainedBackbone(key, path, reused=False)
 
 
-def load_backbone_file(backbone, path: str | Path) -> None:
-    """Load a cached backbone (``backbone.``-prefixed state dict) into ``backbone``; every key must fit."""
+def load_backbone_file(backbone, path: str | Path, dropped_parts: frozenset[str] = frozenset()) -> None:
+    """Load a cached backbone (``backbone.``-prefixed state dict) into ``backbone``; every key must fit, except
+    that weights of ``dropped_parts`` (top-level parts a ``--features-from`` cut removed) are passed over: a
+    whole pretrained backbone starts a cut one."""
     from .models.spec import ModelWeightsError, load_state_dict_file
 
     try:
         state = load_state_dict_file(path)
     except ModelWeightsError as exc:
         raise CachedBackboneError(f"{exc}; remove the cached file to pretrain again") from None
-    state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    state = {k[len("backbone."):]: v for k, v in state.items()
+             if k.startswith("backbone.") and k[len("backbone."):].split(".", 1)[0] not in dropped_parts}
     try:
         missing, unexpected = backbone.load_state_dict(state, strict=False)
     except RuntimeError as exc:

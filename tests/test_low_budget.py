@@ -236,7 +236,7 @@ def test_every_setting_and_every_image_enters_the_cache_key(digits):
     key = ssl.cache_key(_settings(), fingerprint)
     assert key == ssl.cache_key(_settings(), ssl.images_fingerprint(digits.X.copy(), ids))  # content, not identity
     changed = {"method": "byol", "epochs": 2, "model": "resnet18", "in_channels": 3, "image_size": 48,
-               "weights": "DEFAULT", "hflip": True, "seed": 1, "batch_size": 64, "lr": 0.01}
+               "weights": "DEFAULT", "hflip": True, "seed": 1, "batch_size": 64, "lr": 0.01, "features_from": "7"}
     assert set(changed) == {f.name for f in dataclasses.fields(ssl.PretrainSettings)}
     for name, value in changed.items():
         assert ssl.cache_key(_settings(**{name: value}), fingerprint) != key, name
@@ -244,6 +244,32 @@ def test_every_setting_and_every_image_enters_the_cache_key(digits):
     X = digits.X.copy()
     X[57, 0, 3, 3] ^= 1  # one pixel of one image
     assert ssl.images_fingerprint(X, ids) != fingerprint
+
+
+def test_a_whole_backbone_keeps_the_cache_key_it_had_before_cut_backbones_were_pretrained():
+    """Users' cached backbones stay found: the key of these settings, computed by the code before
+    ``features_from`` joined the settings, is unchanged."""
+    assert ssl.cache_key(_settings(), "0" * 32) == "a34218bd34b5fc1b45708585"
+
+
+def test_with_features_from_only_the_cut_backbone_is_pretrained_and_it_starts_the_cut_model(digits, tmp_path):
+    from alplug.models import ImageClassifier
+
+    ids = np.arange(64)
+    settings = _settings(model="resnet18", image_size=16, features_from="layer2")
+    made = ssl.pretrained_backbone(settings, digits.X, ids, echo=lambda _: None)
+    saved = torch.load(made.path)
+    assert not any(k.startswith(("backbone.layer3", "backbone.layer4")) for k in saved)
+    assert any(k.startswith("backbone.layer2") for k in saved)
+    again = ssl.pretrain(settings, digits.X, ids)
+    cut = ImageClassifier("resnet18", 1, 10, image_size=16, backbone_file=str(made.path),
+                          features_from="layer2").eval()
+    x = torch.as_tensor(digits.X[:4])
+    with torch.no_grad():
+        torch.testing.assert_close(cut.embed(x), again.embed(x))
+    # the whole model cannot start from a cut backbone: the parts after the cut would stay random
+    with pytest.raises(ssl.CachedBackboneError, match="does not fit the model: .* missing"):
+        ImageClassifier("resnet18", 1, 10, image_size=16, backbone_file=str(made.path))
 
 
 def test_pretraining_reads_a_batch_at_a_time(digits):

@@ -33,7 +33,8 @@ class ImageClassifier(nn.Module):
     freeze_backbone: train the head only; the backbone's weights and BatchNorm statistics never change.
     features_from: a top-level part of the backbone (``layer3`` of a ResNet) whose pooled output the head
         reads; the parts after it are dropped, and the head is a new linear layer (``alplug.models.cut``).
-        Applied after ``backbone_file`` is loaded, so a whole pretrained backbone is cut.
+        ``backbone_file`` may hold the whole backbone (the dropped parts' weights are passed over) or only the
+        cut one (``--ssl`` with ``--features-from`` pretrains only that).
     """
 
     def __init__(self, arch: "str | ModelSpec" = "resnet18", in_channels: int = 3, num_classes: int = 10,
@@ -62,18 +63,21 @@ class ImageClassifier(nn.Module):
                                  f"head=Module, embedding_dim=int), got {parts!r:.200}")
         self.backbone = parts.backbone
         use_small_map_convolutions(self.backbone)
-        if backbone_file is not None:
-            from ..ssl import load_backbone_file
-
-            load_backbone_file(self.backbone, backbone_file)
         head, embedding_dim = parts.head, parts.embedding_dim
+        dropped_parts = frozenset()
         if features_from is not None:
             from .cut import cut_backbone
 
             side = self.image_size or self.min_size or 32
             probe = torch.linspace(-1.0, 1.0, 2 * in_channels * side * side).reshape(2, in_channels, side, side)
+            whole = {name for name, _ in self.backbone.named_children()}
             self.backbone, embedding_dim = cut_backbone(self.backbone, features_from, probe, spec.name)
+            dropped_parts = frozenset(whole - {name for name, _ in self.backbone.named_children()})
             head = nn.Linear(embedding_dim, num_classes)
+        if backbone_file is not None:
+            from ..ssl import load_backbone_file
+
+            load_backbone_file(self.backbone, backbone_file, dropped_parts)
         self.frozen = freeze_backbone
         if freeze_backbone:
             self.backbone.requires_grad_(False)
