@@ -88,7 +88,7 @@ def _run_option_list():
                           "features are computed once per run."),
         click.option("--features-from", default=None, metavar="PART",
                      help="The head reads the pooled output of this part of the backbone (layer3 of a ResNet) "
-                          "and the parts after it are dropped; --ssl still pretrains the whole backbone. "
+                          "and the parts after it are dropped (--ssl pretrains only the parts kept). "
                           "[default: the whole backbone]"),
         click.option("--ssl", type=click.Choice(["simclr", "byol"]), default=None,
                      help="Self-supervised pretraining of the backbone on the run's unlabeled images before round 0 "
