@@ -86,9 +86,10 @@ def _run_option_list():
         click.option("--freeze-backbone/--no-freeze-backbone", default=d.freeze_backbone, show_default=True,
                      help="Train the classifier head only (transfer learning from --weights or --ssl); each image's "
                           "features are computed once per run."),
-        click.option("--features-from", default=None, metavar="PART",
-                     help="The head reads the pooled output of this part of the backbone (layer3 of a ResNet) "
-                          "and the parts after it are dropped (--ssl pretrains only the parts kept). "
+        click.option("--features-from", default=None, metavar="PART[,PART]",
+                     help="The head reads the pooled output of this part of the backbone (layer3 of a ResNet), or "
+                          "of several side by side (layer1,layer2,layer3); the parts after the last are dropped "
+                          "(--ssl pretrains only the parts kept). "
                           "[default: the whole backbone]"),
         click.option("--ssl", type=click.Choice(["simclr", "byol"]), default=None,
                      help="Self-supervised pretraining of the backbone on the run's unlabeled images before round 0 "

@@ -185,6 +185,29 @@ def test_features_from_cuts_a_whole_pretrained_backbone_after_loading_it(tmp_pat
     assert not any(p.requires_grad for p in cut.backbone.parameters())
 
 
+def test_features_from_several_parts_gives_the_head_their_pooled_outputs_side_by_side(tmp_path):
+    torch.manual_seed(2)
+    whole = ImageClassifier("resnet18", 1, 10, image_size=16).eval()
+    path = tmp_path / "simclr.pt"
+    torch.save({f"backbone.{k}": v for k, v in whole.backbone.state_dict().items()}, path)
+    # named in any order, read in the backbone's order
+    cut = ImageClassifier("resnet18", 1, 10, image_size=16, backbone_file=str(path),
+                          features_from="layer3, layer1,layer2").eval()
+    assert cut.embedding_dim == 64 + 128 + 256 and cut.head[-1].in_features == 448
+    assert not any(k.startswith("backbone.layer4") for k in cut.state_dict())
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        expected = torch.cat([_pooled_output_of(whole, p, x) for p in ("layer1", "layer2", "layer3")], dim=1)
+        torch.testing.assert_close(cut.embed(x), expected)
+        assert cut(x).shape == (3, 10)
+
+
+@pytest.mark.parametrize("parts", ["layer2,layer2", "layer2,", ","])
+def test_features_from_an_empty_or_repeated_part_is_a_usage_error(parts):
+    with pytest.raises(UsageError, match="give part names separated by commas, each once"):
+        ImageClassifier("resnet18", 1, 10, features_from=parts)
+
+
 def test_features_from_a_squeezenet_part_pools_its_map():
     cut = ImageClassifier("squeezenet1_1", 1, 3, features_from="9")
     assert cut.embedding_dim == 384 and cut(torch.rand(2, 1, 32, 32)).shape == (2, 3)

@@ -1,9 +1,12 @@
-"""``--features-from PART``: a backbone cut after one of its parts, so the head reads that part's features.
+"""``--features-from PART[,PART...]``: a backbone cut after one of its parts, so the head reads that part's
+features, or the pooled features of several parts side by side.
 
 In a self-supervised backbone the last stage learns what the contrastive task rewards, and an earlier
 stage's features can serve a linear head better once there are labels enough (docs/low-budget.md). timm
-builds such cut models for its own (``features_only``); torchvision and alplug's model plugins have no
-common way, so alplug cuts any backbone whose top-level parts run one after another, and checks that they do.
+builds such cut models for its own (``features_only`` with ``out_indices``); torchvision and alplug's model
+plugins have no common way, so alplug cuts any backbone whose top-level parts run one after another, and
+checks that they do. Several parts give the multi-layer linear probe of the self-supervised literature (DINO's
+linear evaluation concatenates the last blocks' outputs): each part's pooled output, concatenated.
 """
 from __future__ import annotations
 
@@ -15,26 +18,60 @@ from torch import nn
 from ..errors import UsageError
 
 
+class PooledParts(nn.Module):
+    """A backbone's first parts run in order, returning the pooled outputs of ``taps`` side by side. The parts
+    keep their names, so state-dict keys are the whole backbone's (a whole pretrained backbone loads into it)."""
+
+    def __init__(self, parts: list[tuple[str, nn.Module]], taps: tuple[str, ...]):
+        super().__init__()
+        for name, module in parts:
+            self.add_module(name, module)
+        self.taps = taps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .module import ImageClassifier
+
+        pooled = []
+        for name, module in self.named_children():
+            x = module(x)
+            if name in self.taps:
+                pooled.append(ImageClassifier.pool(x).flatten(1))
+        return torch.cat(pooled, dim=1)
+
+
+def parse_parts(text: str) -> tuple[str, ...]:
+    """``layer2,layer3`` -> ("layer2", "layer3"); a one-line error for an empty or repeated name."""
+    taps = tuple(p.strip() for p in str(text).split(","))
+    if not all(taps) or len(set(taps)) != len(taps):
+        raise UsageError(f"--features-from {str(text)[:100]!r}: give part names separated by commas, each once "
+                         "(layer3, or layer2,layer3)")
+    return taps
+
+
 def cut_backbone(backbone: nn.Module, part: str, probe: torch.Tensor, model: str) -> tuple[nn.Module, int]:
-    """``backbone``'s top-level parts up to and including ``part``, then global average pooling; and the
-    embedding size. ``probe``: a small input batch the backbone accepts. On the meta device only names and
-    shapes are checked; elsewhere the parts run in order must give the backbone's own output."""
+    """``backbone``'s top-level parts up to and including the last of ``part`` (one name, or several separated
+    by commas), then global average pooling; and the embedding size (the pooled parts' widths added up).
+    ``probe``: a small input batch the backbone accepts. On the meta device only names and shapes are checked;
+    elsewhere the parts run in order must give the backbone's own output."""
     parts = OrderedDict(backbone.named_children())
-    if part not in parts:
-        raise UsageError(f"--features-from {part[:100]!r}: {model}'s backbone has no part by that name; its parts: "
-                         f"{', '.join(parts)}")
+    taps = parse_parts(part)
+    unknown = [t for t in taps if t not in parts]
+    if unknown:
+        raise UsageError(f"--features-from {unknown[0][:100]!r}: {model}'s backbone has no part by that name; its "
+                         f"parts: {', '.join(parts)}")
     from .module import ImageClassifier
 
     was_training = backbone.training
     backbone.eval()
+    shapes = {}
     try:
         with torch.no_grad():
             whole = ImageClassifier.pool(backbone(probe))
             x = probe
-            for name, layer in parts.items():  # one pass through the parts: the cut's output on the way
+            for name, layer in parts.items():  # one pass through the parts: the taps' outputs on the way
                 x = layer(x)
-                if name == part:
-                    out_shape = x.shape
+                if name in taps:
+                    shapes[name] = x.shape
             in_order = ImageClassifier.pool(x)
     except RuntimeError as exc:
         raise UsageError(f"--features-from {part}: {model}'s parts do not run one after another "
@@ -42,9 +79,15 @@ def cut_backbone(backbone: nn.Module, part: str, probe: torch.Tensor, model: str
     finally:
         backbone.train(was_training)
     same = whole.shape == in_order.shape and (whole.is_meta or torch.allclose(whole, in_order, atol=1e-5))
-    if not same or len(out_shape) not in (2, 4):
+    if not same or any(len(s) not in (2, 4) for s in shapes.values()):
         raise UsageError(f"--features-from {part}: {model}'s backbone does not compute its parts one after "
                          "another, so it cannot be cut; use a model whose backbone does (ResNets, SqueezeNet)")
-    kept = list(parts.items())[:list(parts).index(part) + 1]
-    tail = [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())] if len(out_shape) == 4 else []
-    return nn.Sequential(OrderedDict(kept + tail)).train(was_training), int(out_shape[1])
+    names = list(parts)
+    last = max(names.index(t) for t in taps)
+    kept = list(parts.items())[:last + 1]
+    width = sum(int(shapes[t][1]) for t in taps)
+    if len(taps) > 1:
+        in_order_taps = tuple(n for n in names if n in taps)
+        return PooledParts(kept, in_order_taps).train(was_training), width
+    tail = [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())] if len(shapes[taps[0]]) == 4 else []
+    return nn.Sequential(OrderedDict(kept + tail)).train(was_training), width
