@@ -252,18 +252,19 @@ def test_a_whole_backbone_keeps_the_cache_key_it_had_before_cut_backbones_were_p
     assert ssl.cache_key(_settings(), "0" * 32) == "a34218bd34b5fc1b45708585"
 
 
-def test_with_features_from_only_the_cut_backbone_is_pretrained_and_it_starts_the_cut_model(digits, tmp_path):
+@pytest.mark.parametrize("parts", ["layer2", "layer1,layer2"])
+def test_with_features_from_only_the_cut_backbone_is_pretrained_and_it_starts_the_cut_model(digits, parts):
     from alplug.models import ImageClassifier
 
     ids = np.arange(64)
-    settings = _settings(model="resnet18", image_size=16, features_from="layer2")
+    settings = _settings(model="resnet18", image_size=16, features_from=parts)
     made = ssl.pretrained_backbone(settings, digits.X, ids, echo=lambda _: None)
     saved = torch.load(made.path)
     assert not any(k.startswith(("backbone.layer3", "backbone.layer4")) for k in saved)
     assert any(k.startswith("backbone.layer2") for k in saved)
     again = ssl.pretrain(settings, digits.X, ids)
     cut = ImageClassifier("resnet18", 1, 10, image_size=16, backbone_file=str(made.path),
-                          features_from="layer2").eval()
+                          features_from=parts).eval()
     x = torch.as_tensor(digits.X[:4])
     with torch.no_grad():
         torch.testing.assert_close(cut.embed(x), again.embed(x))
