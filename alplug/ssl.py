@@ -48,7 +48,7 @@ class PretrainSettings:
     seed: int
     batch_size: int = 128  # more steps beat bigger batches at 20 epochs on digits (docs/low-budget.md)
     lr: float = 1e-3
-    # ``--features-from``: only the parts up to the cut are pretrained, the parts the head never reads are not
+    # ``--features-from``: only the parts up to the (last) part the head reads are pretrained
     features_from: str | None = None
 
 
@@ -234,9 +234,18 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
         raise UsageError(f"--ssl needs at least 2 unlabeled images, the pool has {len(ids)}")
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    module = ImageClassifier(settings.model, settings.in_channels, 2, image_size=settings.image_size,
-                             weights=weights if weights is not None else settings.weights,
-                             features_from=settings.features_from).to(device)
+    def build(features_from):
+        return ImageClassifier(settings.model, settings.in_channels, 2, image_size=settings.image_size,
+                               weights=weights if weights is not None else settings.weights,
+                               features_from=features_from).to(device)
+
+    module = build(settings.features_from)
+    taps = getattr(module.backbone, "taps", ())
+    if len(taps) > 1:
+        # The head reads several parts: the contrastive loss reads the last of them, as a multi-layer linear
+        # probe reads a backbone pretrained up to its last part (the same weights as pretraining that part alone).
+        torch.manual_seed(settings.seed)
+        module = build(taps[-1])
     size = module.prepared_size(*images.shape[2:4])  # the views are cropped to what the backbone sees
     views = view_transforms(settings.method, settings.in_channels, size, settings.hflip)
     batch_size = min(settings.batch_size, len(ids))
