@@ -5,7 +5,8 @@
 
 1. a supervised fit through alplug's estimator / a bare PyTorch loop over the same module, data, batch size,
    epochs and optimizer; with and without alplug's one extra documented pass (BatchNorm recalibration)
-2. one self-supervised epoch (--ssl simclr, byol) over the images / one supervised epoch over the same images
+2. one self-supervised epoch (--ssl simclr, byol) over the images / one supervised epoch over the same images;
+   and a SimCLR epoch pretraining only the parts the head reads (--features-from layer3) / the whole backbone's
 3. one semi-supervised epoch (--semi entropy, pseudo, fixmatch: one pass over the unlabeled stream, with 32
    labels) / one supervised epoch over the same unlabeled images
 4. training steps with PyTorch's own convolutions / with alplug's small-map convolutions (models/small_maps.py),
@@ -106,6 +107,12 @@ def figure_2(args, X, y, ids):
                                         batch_size=args.ssl_batch_size)
         seconds = best_of(lambda: ssl.pretrain(settings, X, ids), args.repeat)
         out[method] = {"epoch_s": seconds, "ratio": seconds / sup}
+    if args.features_from:  # --ssl with --features-from pretrains only the parts the head reads
+        import dataclasses
+
+        cut = dataclasses.replace(settings, method="simclr", features_from=args.features_from)
+        seconds = best_of(lambda: ssl.pretrain(cut, X, ids), args.repeat)
+        out["simclr_cut"] = {"epoch_s": seconds, "ratio_to_whole": seconds / out["simclr"]["epoch_s"]}
     return out
 
 
@@ -173,6 +180,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--ssl-batch-size", type=int, default=256)
+    parser.add_argument("--features-from", default="layer3",
+                        help="figure 2: also a SimCLR epoch pretraining only up to this part ('' to skip)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--only", default="1,2,3,4")
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
@@ -194,6 +203,10 @@ def main() -> None:
         for method in ("simclr", "byol"):
             print(f"2. self-supervised epoch, {method}: {r[method]['epoch_s']:.2f}s / supervised epoch "
                   f"{r['supervised_epoch_s']:.2f}s = {r[method]['ratio']:.2f}")
+        if "simclr_cut" in r:
+            print(f"2. self-supervised epoch, simclr, backbone up to {args.features_from}: "
+                  f"{r['simclr_cut']['epoch_s']:.2f}s / the whole backbone's {r['simclr']['epoch_s']:.2f}s = "
+                  f"{r['simclr_cut']['ratio_to_whole']:.2f}")
     if "3" in only:
         r = results["3"] = figure_3(args, X, y, ids)
         for method in ("entropy", "pseudo", "fixmatch"):
