@@ -32,7 +32,8 @@ class ImageClassifier(nn.Module):
     backbone_file: a self-supervised backbone (``alplug.ssl``) loaded over the built one: every fit starts from it.
     freeze_backbone: train the head only; the backbone's weights and BatchNorm statistics never change.
     features_from: a top-level part of the backbone (``layer3`` of a ResNet) whose pooled output the head
-        reads; the parts after it are dropped, and the head is a new linear layer (``alplug.models.cut``).
+        reads, or several separated by commas (their pooled outputs side by side); the parts after the last are
+        dropped, and the head is a new linear layer (``alplug.models.cut``).
         ``backbone_file`` may hold the whole backbone (the dropped parts' weights are passed over) or only the
         cut one (``--ssl`` with ``--features-from`` pretrains only that).
     """
