@@ -451,7 +451,9 @@ def test_ssl_fixmatch_margin_killed_at_random_points_resumes_to_the_same_history
     # Killed twice: at a random moment from pretraining (-1) to round 0, then after resuming, in round 2 or 3.
     rng = np.random.default_rng(int(time.time()))
     first, second = int(rng.integers(-1, 1)), int(rng.integers(1, 3))
-    delays = rng.uniform(0, 1.0, 2)
+    # Within half the shortest round, so that each kill lands before the run ends however fast the machine
+    shortest = min(row["train_seconds"] for row in json.loads((whole / "state.json").read_text())["history"])
+    delays = rng.uniform(0, 0.5 * shortest, 2)
     killed = tmp_path / "killed"
     monkeypatch.setenv("ALPLUG_CACHE_DIR", str(tmp_path / "cache-killed"))  # its own: a kill may cut pretraining
     _kill_when(["run", "--out", str(killed), *args], killed, first, delays[0])
