@@ -48,8 +48,14 @@ class PretrainSettings:
     seed: int
     batch_size: int = 128  # more steps beat bigger batches at 20 epochs on digits (docs/low-budget.md)
     lr: float = 1e-3
-    # ``--features-from``: only the parts up to the (last) part the head reads are pretrained
+    # ``--features-from``: only the parts up to the last part the head reads are pretrained, so this names one
+    # part: a head on several parts reads a backbone pretrained up to its last (the multi-layer linear probe).
     features_from: str | None = None
+
+    def __post_init__(self):
+        if self.features_from is not None and "," in self.features_from:
+            raise ValueError(f"PretrainSettings.features_from names one part, got {self.features_from!r}; "
+                             "settings_for() picks the last part the head reads")
 
 
 def settings_for(config, channels: int) -> PretrainSettings:
@@ -62,7 +68,21 @@ def settings_for(config, channels: int) -> PretrainSettings:
         weights = f"file:{digest}"
     return PretrainSettings(method=config.ssl, epochs=config.ssl_epochs, model=config.model, in_channels=channels,
                             image_size=config.image_size, weights=weights, hflip=config.hflip, seed=config.seed,
-                            features_from=config.features_from)
+                            features_from=last_part(config.model, config.features_from, channels,
+                                                    config.image_size, config.weights))
+
+
+def last_part(model: str, features_from: str | None, channels: int, image_size: int | None = None,
+              weights: str | None = None) -> str | None:
+    """The last of the parts ``--features-from`` names, in the backbone's order: pretraining up to it gives the
+    weights of every head that reads it, so ``layer3`` and ``layer1,layer2,layer3`` share one pretraining."""
+    if features_from is None or "," not in features_from:
+        return features_from
+    from .models import build_on_meta_device
+
+    module = build_on_meta_device(model, in_channels=channels, image_size=image_size, weights=weights,
+                                  features_from=features_from)
+    return module.backbone.taps[-1]
 
 
 def cache_dir() -> Path:
@@ -234,18 +254,9 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
         raise UsageError(f"--ssl needs at least 2 unlabeled images, the pool has {len(ids)}")
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    def build(features_from):
-        return ImageClassifier(settings.model, settings.in_channels, 2, image_size=settings.image_size,
-                               weights=weights if weights is not None else settings.weights,
-                               features_from=features_from).to(device)
-
-    module = build(settings.features_from)
-    taps = getattr(module.backbone, "taps", ())
-    if len(taps) > 1:
-        # The head reads several parts: the contrastive loss reads the last of them, as a multi-layer linear
-        # probe reads a backbone pretrained up to its last part (the same weights as pretraining that part alone).
-        torch.manual_seed(settings.seed)
-        module = build(taps[-1])
+    module = ImageClassifier(settings.model, settings.in_channels, 2, image_size=settings.image_size,
+                             weights=weights if weights is not None else settings.weights,
+                             features_from=settings.features_from).to(device)
     size = module.prepared_size(*images.shape[2:4])  # the views are cropped to what the backbone sees
     views = view_transforms(settings.method, settings.in_channels, size, settings.hflip)
     batch_size = min(settings.batch_size, len(ids))

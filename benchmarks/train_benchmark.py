@@ -110,7 +110,8 @@ def figure_2(args, X, y, ids):
     if args.features_from:  # --ssl with --features-from pretrains only the parts the head reads
         import dataclasses
 
-        cut = dataclasses.replace(settings, method="simclr", features_from=args.features_from)
+        cut = dataclasses.replace(settings, method="simclr",
+                                  features_from=ssl.last_part(args.model, args.features_from, X.shape[1]))
         seconds = best_of(lambda: ssl.pretrain(cut, X, ids), args.repeat)
         out["simclr_cut"] = {"epoch_s": seconds, "ratio_to_whole": seconds / out["simclr"]["epoch_s"]}
     return out

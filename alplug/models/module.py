@@ -156,7 +156,7 @@ def _channel_stat(values, channels: int) -> torch.Tensor:
 
 def build_on_meta_device(arch: str, *, in_channels: int = 3, num_classes: int = 2, dropout: float | None = None,
                          image_size: int | None = None, weights: str | None = None,
-                         features_from: str | None = None) -> None:
+                         features_from: str | None = None) -> "ImageClassifier":
     """Build the model on the meta device: an unknown name, a broken plugin or a bad ``--weights`` fails now,
     before anything is written, at a fraction of a real build's cost (no memory, no random numbers drawn).
     skorch has no such dry run; ``initialize()`` would build the real module only to have ``fit`` rebuild it."""
@@ -164,5 +164,5 @@ def build_on_meta_device(arch: str, *, in_channels: int = 3, num_classes: int = 
 
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore", UserWarning)  # "copying ... to a meta parameter is a no-op"
-        ImageClassifier(arch, in_channels, num_classes, dropout=dropout, image_size=image_size, weights=weights,
-                        features_from=features_from)
+        return ImageClassifier(arch, in_channels, num_classes, dropout=dropout, image_size=image_size,
+                               weights=weights, features_from=features_from)
