@@ -36,7 +36,30 @@ class Backend:
             return
         from joblib import Parallel, delayed
 
-        yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(fn)(*a) for a in calls)
+        with _termination_as_interrupt():
+            yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(fn)(*a) for a in calls)
+
+
+@contextmanager
+def _termination_as_interrupt():
+    """SIGTERM (``kill PID``) stops a study as Ctrl-C does. joblib kills loky's workers when the main process is
+    interrupted, but SIGTERM would end the main process alone, leaving its workers running runs nobody waits for
+    (and holding a pretraining's cache lock, so the next study waits for them)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 LOCAL = Backend("loky", 1, True, "this machine")

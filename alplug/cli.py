@@ -244,6 +244,11 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
         except BaseException as exc:
             if parent:
                 parent.fail(interrupted=isinstance(exc, KeyboardInterrupt))
+            if isinstance(exc, KeyboardInterrupt):
+                click.echo(f"\nalplug compare: interrupted; the same command continues the study in {study.path} "
+                           "(finished runs are kept, interrupted ones continue from their last committed round)",
+                           err=True)
+                ctx.exit(130)
             raise
     report = _write_report(study, targets_, base.goal or REPORT_GOAL, label_cost, lambdas_)
     failed = [o for o in outcomes if o.status == "failed"]

@@ -129,3 +129,38 @@ def test_a_worker_that_cannot_see_the_study_directory_fails_that_run_clearly(tmp
 
     outcome = execute_run(str(tmp_path / "elsewhere"), "random", 0, {}, None)
     assert outcome.status == "failed" and "not visible on this worker" in outcome.error
+
+
+def test_terminating_a_study_stops_its_workers(tmp_path):
+    """``kill PID`` of ``alplug compare`` stops the runs in its worker processes, as Ctrl-C does; it used to end
+    the main process alone, and the workers went on running (one held a pretraining's cache lock for minutes)."""
+    psutil = pytest.importorskip("psutil")
+    import signal
+
+    out = tmp_path / "study"
+    proc = subprocess.Popen([sys.executable, "-m", "alplug", "compare", "--query", "random", "--seeds", "2",
+                             "--jobs", "2", "--threads", "1", "--n-start", "1", "--rounds", "3", "--epochs", "5000",
+                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        workers = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                       if "popen_loky" in " ".join(p.cmdline())]
+            started = len(list(out.glob("runs/*/config.toml"))) == 2  # both runs are in their workers
+            workers = workers if started else []
+        assert len(workers) == 2, "the study's two workers never started their runs"
+        assert proc.poll() is None, "the study ended before it was terminated"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "alplug compare: interrupted; the same command continues" in err, err
+        assert "Traceback" not in err
+        gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, f"{len(alive)} worker(s) still running after the study was terminated"
+    finally:
+        for p in workers:
+            if p.is_running():
+                p.kill()
+        proc.kill()
+        proc.wait()
