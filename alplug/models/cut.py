@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from .module import ImageClassifier  # module.py imports this module only inside ImageClassifier, so no cycle
 
 
 class PooledParts(nn.Module):
@@ -29,8 +30,6 @@ class PooledParts(nn.Module):
         self.taps = taps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .module import ImageClassifier
-
         pooled = []
         for name, module in self.named_children():
             x = module(x)
@@ -59,8 +58,6 @@ def cut_backbone(backbone: nn.Module, part: str, probe: torch.Tensor, model: str
     if unknown:
         raise UsageError(f"--features-from {unknown[0][:100]!r}: {model}'s backbone has no part by that name; its "
                          f"parts: {', '.join(parts)}")
-    from .module import ImageClassifier
-
     was_training = backbone.training
     backbone.eval()
     shapes = {}
