@@ -246,19 +246,12 @@ MAX_TOML_BYTES = 1024 * 1024
 def read_settings(path: str | Path) -> dict:
     """The settings a TOML file sets (and only those)."""
     path = Path(path)
+    from .userfiles import read_user_text
+
+    text = read_user_text(path, MAX_TOML_BYTES, f"config file {path}", too_large="a settings file is a few lines",
+                          hint="TOML files are UTF-8")
     try:
-        if path.stat().st_size > MAX_TOML_BYTES:
-            raise UsageError(f"config file {path} is larger than {MAX_TOML_BYTES // 1024} KiB; "
-                             "a settings file is a few lines")
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"config file {path} is a directory; pass a TOML file") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"config file {path} is not UTF-8 text; TOML files are UTF-8") from None
+        values = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     return check_settings(values, source=str(path))

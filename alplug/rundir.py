@@ -30,6 +30,7 @@ from pathlib import Path
 from .config import RunConfig
 from .csvcells import neutralise
 from .errors import UsageError
+from .userfiles import UserFileError, read_user_file
 
 HISTORY_COLUMNS = [
     "round", "labels", "queried", "train_seconds", "query_seconds", "train_loss",
@@ -213,10 +214,8 @@ class RunDirectory:
         if not self.state_file.exists():
             return None
         try:
-            if self.state_file.stat().st_size > MAX_STATE_BYTES:
-                raise ValueError(f"it is larger than {MAX_STATE_BYTES // 2**20} MiB")
-            state = json.loads(self.state_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as exc:  # truncated, empty, not JSON, not a file
+            state = json.loads(read_user_file(self.state_file, MAX_STATE_BYTES, "it"))
+        except (UserFileError, ValueError, RecursionError) as exc:  # a FIFO, too large, truncated, not JSON
             raise self.damaged(f"state.json cannot be read ({exc})") from None
         problem = state_problem(state, self.path)
         if problem:

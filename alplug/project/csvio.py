@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..csvcells import csv_text, restore
 from ..errors import UsageError
+from ..userfiles import printable, read_user_text
 from .store import ProjectStore
 
 
@@ -15,6 +16,7 @@ from .store import ProjectStore
 class ImportReport:
     imported: int = 0
     unchanged: int = 0
+    superseded: int = 0  # annotations replaced by a later one of the same annotator in the same file
     blank: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line, path, why)
 
@@ -36,19 +38,8 @@ MAX_CSV_BYTES = 256 * 2**20  # far beyond any label list; a larger file is a mis
 def read_label_rows(path: Path) -> list[tuple[int, str, str]]:
     """(line number, path, label) of a CSV with a header naming ``path`` and ``label`` once each.
     Cells are read back through ``csvcells.restore``, so an alplug export imports unchanged."""
-    try:
-        if path.stat().st_size > MAX_CSV_BYTES:
-            raise UsageError(f"{path} is larger than {MAX_CSV_BYTES // 2**20} MiB; split it into smaller CSV files")
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory; pass a CSV file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 CSV "
-                         "and import it again") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    text = read_user_text(path, MAX_CSV_BYTES, str(path), too_large="split it into smaller CSV files",
+                          hint="save it as UTF-8 CSV and import it again")
     reader = csv.reader(io.StringIO(text))
     try:
         header = [h.strip() for h in next(reader, [])]
@@ -71,7 +62,7 @@ def read_label_rows(path: Path) -> list[tuple[int, str, str]]:
 def import_labels(store: ProjectStore, csv_path: Path, who: str) -> ImportReport:
     """Import every valid row; unknown paths and classes are reported, not imported. Rows with an empty
     label (a batch not labeled yet) are counted and left alone."""
-    report = ImportReport()
+    report, rows = ImportReport(), []
     known, classes = store.image_ids_by_path(), set(store.classes)
     current = {row[0]: row[2] for row in store.current_labels()}
     unreadable = {p for p, _ in store.unreadable_images()}
@@ -81,15 +72,16 @@ def import_labels(store: ProjectStore, csv_path: Path, who: str) -> ImportReport
             report.blank += 1
         elif path not in known:
             why = "unreadable image" if path in unreadable else "not an image of this project"
-            report.rejected.append((line, raw_path, why))
+            report.rejected.append((line, printable(raw_path), why))
         elif label not in classes:
-            report.rejected.append((line, raw_path, f"unknown class {label!r}"))
+            report.rejected.append((line, raw_path, f"unknown class {printable(repr(label), 100)}"))
         elif current.get(known[path]) == label:
             report.unchanged += 1
         else:
-            store.add_label(known[path], label, who=who, source="import")
+            rows.append((known[path], label, who))
             current[known[path]] = label
-            report.imported += 1
+    store.add_labels(rows, source="import")  # one transaction: a kill or a lock leaves nothing half-imported
+    report.imported = len(rows)
     return report
 
 

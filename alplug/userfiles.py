@@ -1,0 +1,86 @@
+"""Reading a file the user (or anyone who can write where it lies) hands us: one helper for every reader.
+
+A name can point at anything: a FIFO (opening it for reading blocks until a writer comes, forever), a device such
+as /dev/zero (endless), a directory, a file that grows while it is read. So the file is opened once without
+blocking, checked on the open descriptor (a regular file, not over the size limit) and read from that same
+descriptor, at most one byte past the limit. Nothing in the standard library or our dependencies does this in
+one call; ``Path.read_text`` blocks on a FIFO and reads /dev/zero until memory runs out.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import UsageError
+
+
+class UserFileError(UsageError):
+    """A user's file that cannot be read as one: missing, not a regular file, too large, unreadable."""
+
+
+def _size_text(limit: int) -> str:
+    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
+
+
+def open_regular(path: str | Path, what: str, *, follow_links: bool = True) -> int:
+    """An open, read-only descriptor of ``path`` once it is checked to be a regular file (never blocks on a
+    FIFO); a one-line ``UserFileError`` naming ``what`` (for example "config file x.toml") otherwise."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise UserFileError(f"{what} does not exist") from None
+    except IsADirectoryError:
+        raise UserFileError(f"{what} is a directory, not a file") from None
+    except OSError as exc:
+        raise UserFileError(f"cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket"
+                    if stat.S_ISSOCK(mode) else "not a regular file")
+            raise UserFileError(f"{what} is {kind}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_user_file(path: str | Path, limit: int, what: str, *, too_large: str = "") -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, read from one descriptor (see the module's
+    docstring). ``too_large``: what to do about a larger one, appended to that error."""
+    fd = open_regular(path, what)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if os.fstat(f.fileno()).st_size > limit:
+                raise UserFileError(f"{what} is larger than {_size_text(limit)}" + (f"; {too_large}" if too_large
+                                                                                    else ""))
+            data = f.read(limit + 1)
+        except OSError as exc:
+            raise UserFileError(f"cannot read {what}: {exc.strerror or exc}") from None
+    if len(data) > limit:  # it grew while it was read
+        raise UserFileError(f"{what} is larger than {_size_text(limit)}" + (f"; {too_large}" if too_large else ""))
+    return data
+
+
+def read_user_text(path: str | Path, limit: int, what: str, *, too_large: str = "", hint: str = "") -> str:
+    """``read_user_file`` decoded as UTF-8 (a BOM is dropped); ``hint``: what to do about another encoding."""
+    data = read_user_file(path, limit, what, too_large=too_large)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserFileError(f"{what} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+                            + (f"; {hint}" if hint else "")) from None
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` safe to print on a terminal: control characters (escape sequences, carriage returns) shown as
+    Python escapes, at most ``limit`` characters."""
+    shown = text if text.isprintable() else repr(text)[1:-1]
+    return shown if len(shown) <= limit else shown[:limit] + "..."
