@@ -86,7 +86,7 @@ def init(ctx, project_dir, images_dir, classes, **params):
     from .checks import check_run_settings
     from .models import build_on_meta_device
 
-    check_run_settings(settings)  # bad settings and unknown strategies fail before anything is made
+    check_run_settings(settings, echo=click.echo)  # bad settings and unknown strategies fail before anything is made
     build_on_meta_device(settings.model, dropout=settings.dropout, image_size=settings.image_size,
                 weights=settings.weights)  # an unknown model or a missing or foreign weights file fails now
     root = Path(images_dir).expanduser().resolve()
@@ -127,6 +127,10 @@ def next_(project_dir, n, fmt, out, image_url, track):
     parse_track(track)  # an unknown or missing tracker is refused before any work
     if image_url is not None and fmt != "label-studio":
         raise UsageError("--image-url goes with --format label-studio")
+    if image_url is not None:
+        from .project.labelstudio import check_image_url
+
+        check_image_url(image_url)
     store = _open(project_dir)
     n = n if n is not None else store.settings.per_round
     if n < 1:
@@ -172,15 +176,18 @@ def import_(ctx, project_dir, csv_file, who):
     """Import labels from a CSV with path and label columns, or from a Label Studio JSON export (FILE ending in
     .json); bad rows are reported by line, not imported."""
     from .project.csvio import import_labels
+    from .project.store import check_annotator
 
+    who = check_annotator(who if who is not None else _user())
     store = _open(project_dir)
     if Path(csv_file).suffix.lower() == ".json":
         from .project.labelstudio import import_export
 
-        report = import_export(store, Path(csv_file), who or _user())
+        report = import_export(store, Path(csv_file), who, echo=lambda line: click.echo(line, err=True))
     else:
-        report = import_labels(store, Path(csv_file), who or _user())
-    click.echo(f"alplug project: imported {report.imported} label(s); {report.unchanged} unchanged, "
+        report = import_labels(store, Path(csv_file), who)
+    superseded = f", {report.superseded} superseded by a later annotation" if report.superseded else ""
+    click.echo(f"alplug project: imported {report.imported} label(s); {report.unchanged} unchanged{superseded}, "
                f"{report.blank} without a label, {len(report.rejected)} rejected")
     for line, path, why in report.rejected[:20]:
         click.echo(f"  line {line}: {path}: {why}", err=True)
@@ -220,11 +227,17 @@ def status(project_dir):
     click.echo(f"{store.project}: {p['labeled']} labeled, {p['unlabeled']} unlabeled ({p['remaining_in_batch']} of "
                f"them waiting in the queue), {len(store.unreadable_images())} unreadable; images in {store.images_dir}")
     click.echo("labels per class: " + ", ".join(f"{c} {k}" for c, k in counts.items()))
+    if p["waiting_for_others"]:
+        click.echo(f"{p['waiting_for_others']} queued image(s) have a label and wait for more annotators (--overlap); "
+                   f"`alplug label {project_dir} --overlap 1` (or any lower --overlap) releases them")
     for b in store.batches():
         acc = f"{b['val_accuracy']:.3f}" if b["val_accuracy"] is not None else "-"
         click.echo(f"  batch {b['batch']:>3}  {b['created_at']}  {b['how']:<24} trained on {b['trained_on']:>5}  "
                    f"val. accuracy {acc}  {b['seconds']:.1f} s")
     _echo_agreement(store)
+
+
+MAX_LINES = 20  # pairs and disagreements `project status` prints; the page lists more
 
 
 def _echo_agreement(store) -> None:
@@ -236,17 +249,23 @@ def _echo_agreement(store) -> None:
         return
     click.echo(f"agreement: {len(result['annotators'])} annotators, {result['shared_images']} image(s) labeled by "
                "more than one (training uses the majority label, the latest on a tie)")
-    for pair in result["pairs"]:
+    pairs = sorted((p for p in result["pairs"] if p["shared"]), key=lambda p: -p["shared"])
+    if result["pairs_among"] < len(result["annotators"]):
+        click.echo(f"  pairs among the {result['pairs_among']} annotators with the most labels")
+    for pair in pairs[:MAX_LINES]:
         kappa = "-" if pair["kappa"] is None else f"{pair['kappa']:.3f}"
         click.echo(f"  {' - '.join(pair['annotators'])}: Cohen's kappa {kappa} on {pair['shared']} shared image(s), "
                    f"{pair['agreed']} agreed")
+    if len(pairs) > MAX_LINES:
+        click.echo(f"  ... and {len(pairs) - MAX_LINES} more pairs (the page's agreement panel lists them all)")
     if result["fleiss_kappa"] is not None:
         click.echo(f"  Fleiss' kappa {result['fleiss_kappa']:.3f} on the {result['fleiss_images']} image(s) "
                    "everyone labeled")
-    for d in result["disagreements"][:20]:
-        click.echo(f"  disagree: {d['path']}: " + ", ".join(f"{w}: {lab}" for w, lab in d["labels"].items()))
-    if len(result["disagreements"]) > 20:
-        click.echo(f"  ... and {len(result['disagreements']) - 20} more disagreements")
+    for d in result["disagreements"][:MAX_LINES]:
+        more = f" (and {d['annotators'] - len(d['labels'])} more)" if d["annotators"] > len(d["labels"]) else ""
+        click.echo(f"  disagree: {d['path']}: " + ", ".join(f"{w}: {lab}" for w, lab in d["labels"].items()) + more)
+    if len(result["disagreements"]) > MAX_LINES:
+        click.echo(f"  ... and {len(result['disagreements']) - MAX_LINES} more disagreements")
 
 
 @click.command()
@@ -261,8 +280,10 @@ def _echo_agreement(store) -> None:
               help="Show the model's guess and confidence (biases annotators; off by default).")
 @click.option("--retrain-timeout", type=float, default=3600, show_default=True,
               help="Seconds a retraining may take before it is stopped, reported on the page and retried.")
-@click.option("--overlap", type=int, default=1, show_default=True,
-              help="Annotators who each label the overlapping share of every new batch (for agreement).")
+@click.option("--overlap", type=int, default=None,
+              help="Annotators who each label the overlapping share of every new batch (for agreement); queued "
+                   "images waiting for more annotators than this are released. [default: 1, and queued images "
+                   "keep waiting for theirs]")
 @click.option("--overlap-share", type=float, default=0.2, show_default=True,
               help="With --overlap K > 1: the share of each new batch that K annotators label.")
 @track_option
@@ -276,12 +297,20 @@ def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout, 
     """
     from .errors import UsageError
     from .project.server import serve
+    from .project.store import check_annotator
     from .tracking import parse_track
 
     parse_track(track)
+    annotator = check_annotator(annotator if annotator is not None else _user())
     store = _open(project_dir)
     n = per_round if per_round is not None else store.settings.per_round
+    if overlap is not None and overlap >= 1:  # fewer annotators than an earlier --overlap asked for
+        released = store.limit_overlap(overlap)
+        if released:
+            click.echo(f"alplug label: {released} queued image(s) waited for more than {overlap} annotator(s); "
+                       "they are labeled now")
     store.close()
+    overlap = 1 if overlap is None else overlap
     if n < 1 or not 0 <= port < 65536:
         raise UsageError(f"-n {n} must be >= 1 and --port {port} in 0..65535")
     if not retrain_timeout > 0:
@@ -289,7 +318,7 @@ def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout, 
     if overlap < 1 or not 0 < overlap_share <= 1:
         raise UsageError(f"--overlap {overlap} must be >= 1 and --overlap-share {overlap_share} in (0, 1]")
     try:
-        serve(project_dir, host=host, port=port, batch_size=n, annotator=annotator or _user(), hint=hint,
+        serve(project_dir, host=host, port=port, batch_size=n, annotator=annotator, hint=hint,
               echo=click.echo, retrain_timeout=retrain_timeout, track=track, overlap=(overlap, overlap_share))
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "

@@ -104,7 +104,8 @@ def test_agreement_matches_cohen_and_a_worked_fleiss_example():
     (pair,) = result["pairs"]
     assert pair["shared"] == 4 and pair["agreed"] == 3
     assert pair["kappa"] == pytest.approx(cohen_kappa_score(["x", "y", "y", "x"], ["x", "x", "y", "x"]))
-    assert result["disagreements"] == [{"image_id": 2, "path": "img2.png", "labels": {"a": "y", "b": "x"}}]
+    assert result["disagreements"] == [{"image_id": 2, "path": "img2.png", "annotators": 2,
+                                        "labels": {"a": "y", "b": "x"}}]
     # Fleiss (1971) as worked on Wikipedia: 10 subjects, 14 raters, 5 categories -> 0.210
     table = np.array([[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
                       [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]])

@@ -468,8 +468,9 @@ def test_a_read_only_out_is_a_one_line_usage_error(tmp_path, small_disk):
 def test_an_export_on_a_full_disk_leaves_no_file_to_block_the_next_try(tmp_path, small_disk):
     project, _ = make_project(tmp_path, 4)
     store = ProjectStore(project)
-    for image_id, path in zip(*store.readable_images()):
-        store.add_label(image_id, "zero", who="x" * 2000, source="import")
+    with store.transaction() as db:  # long names, as an alplug before names were bounded stored them
+        for image_id, path in zip(*store.readable_images()):
+            ProjectStore._insert_label(db, image_id, "zero", "x" * 2000, "import", None)
     store.close()
     disk = small_disk("64k")
     filler = disk / "filler"

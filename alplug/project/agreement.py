@@ -22,32 +22,53 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
     return 1.0 if p_chance == 1 else float((p_bar - p_chance) / (1 - p_chance))
 
 
+MAX_PAIR_ANNOTATORS = 20  # pairs are counted among this many annotators (those with the most labels), at most
+MAX_LABELS_SHOWN = 10     # annotators listed per disagreement
+
+
 def agreement(annotations: dict[int, dict[str, str]], classes: list[str], paths: dict[int, str]) -> dict:
     """``annotations``: image id -> {annotator: label}. Returns pairs (Cohen's kappa and how many images they
     share), Fleiss' kappa over the images every annotator labeled (more than two annotators), and the images
-    with more than one label, listed with each annotator's."""
-    annotators = sorted({who for labels in annotations.values() for who in labels})
+    with more than one label, listed with each annotator's.
+
+    Bounded for any input (an export can name thousands of annotators): pairs grow with the square of the
+    annotators, so they are counted among the ``MAX_PAIR_ANNOTATORS`` with the most labels (``pairs_among``
+    says how many), and a disagreement lists at most ``MAX_LABELS_SHOWN`` annotators' labels (``annotators``
+    says how many labeled it)."""
+    by_annotator: dict[str, dict[int, str]] = {}
+    for image_id, labels in annotations.items():
+        for who, label in labels.items():
+            by_annotator.setdefault(who, {})[image_id] = label
+    annotators = sorted(by_annotator)
+    among = sorted(sorted(annotators), key=lambda w: -len(by_annotator[w]))[:MAX_PAIR_ANNOTATORS]
     pairs = []
-    for a, b in combinations(annotators, 2):
-        shared = [labels for labels in annotations.values() if a in labels and b in labels]
+    for a, b in combinations(sorted(among), 2):
+        small, large = sorted((by_annotator[a], by_annotator[b]), key=len)
+        shared = sorted(i for i in small if i in large)
         kappa = None
+        ya, yb = [by_annotator[a][i] for i in shared], [by_annotator[b][i] for i in shared]
         if shared:
             from sklearn.metrics import cohen_kappa_score
 
-            ya, yb = [s[a] for s in shared], [s[b] for s in shared]
             # kappa is undefined when both gave one and the same class throughout; they agree on every image
             kappa = 1.0 if len(set(ya) | set(yb)) == 1 else float(cohen_kappa_score(ya, yb, labels=classes))
         pairs.append({"annotators": [a, b], "shared": len(shared), "kappa": kappa,
-                      "agreed": sum(s[a] == s[b] for s in shared)})
+                      "agreed": sum(x == y for x, y in zip(ya, yb))})
     fleiss, fleiss_images = None, 0
     if len(annotators) > 2:
         everyone = [labels for labels in annotations.values() if len(labels) == len(annotators)]
         fleiss_images = len(everyone)
         if everyone:
-            table = np.array([[list(labels.values()).count(c) for c in classes] for labels in everyone])
+            index = {c: k for k, c in enumerate(classes)}
+            table = np.zeros((len(everyone), len(classes)), dtype=np.int64)
+            for row, labels in enumerate(everyone):
+                for label in labels.values():
+                    if label in index:  # a class since removed from the project is no vote
+                        table[row, index[label]] += 1
             fleiss = fleiss_kappa(table)
-    disagreements = [{"image_id": i, "path": paths.get(i, str(i)), "labels": labels}
+    disagreements = [{"image_id": i, "path": paths.get(i, str(i)), "annotators": len(labels),
+                      "labels": dict(list(labels.items())[:MAX_LABELS_SHOWN])}
                      for i, labels in annotations.items() if len(set(labels.values())) > 1]
     shared_images = sum(1 for labels in annotations.values() if len(labels) > 1)
-    return {"annotators": annotators, "pairs": pairs, "fleiss_kappa": fleiss, "fleiss_images": fleiss_images,
-            "shared_images": shared_images, "disagreements": disagreements}
+    return {"annotators": annotators, "pairs": pairs, "pairs_among": len(among), "fleiss_kappa": fleiss,
+            "fleiss_images": fleiss_images, "shared_images": shared_images, "disagreements": disagreements}

@@ -15,12 +15,12 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import quoteattr
 
 from ..errors import UsageError
-from .store import ProjectStore
+from ..userfiles import printable, read_user_text
+from .store import MAX_WHO_CHARS, ProjectStore
 
 FROM_NAME, TO_NAME, DATA_KEY = "label", "image", "image"  # the names our labeling config gives its tags
 LOCAL_FILES = "/data/local-files/?d="  # Label Studio's URL for files under LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT
-MAX_EXPORT_BYTES = 512 * 2**20
-MAX_WHO_CHARS = 200
+MAX_EXPORT_BYTES = 256 * 2**20  # tens of thousands of tasks; the parsed tasks take several times this
 
 
 def labeling_config(classes: list[str]) -> str:
@@ -30,6 +30,30 @@ def labeling_config(classes: list[str]) -> str:
     return (f'<View>\n  <Image name="{TO_NAME}" value="${DATA_KEY}"/>\n'
             f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInLine="true">\n'
             f"{choices}\n  </Choices>\n</View>\n")
+
+
+def check_image_url(prefix: str) -> str:
+    """``--image-url``: an http(s) URL or a path on Label Studio's own server ("/data/..."), ending in "/" (the
+    image's path is appended as it is: without the slash the folder's name and the path would run together).
+    Anything else (``javascript:``, ``data:``, a bare word) would reach the annotators' browsers as an image
+    source, so it is refused."""
+    from urllib.parse import urlsplit
+
+    shown = printable(prefix, 100)
+    try:
+        parts = urlsplit(prefix)
+    except ValueError as exc:
+        raise UsageError(f"--image-url {shown!r}: not a valid URL ({exc})") from None
+    if not ((parts.scheme in ("http", "https") and parts.netloc) or (not parts.scheme and prefix.startswith("/")
+                                                                     and not prefix.startswith("//"))):
+        raise UsageError(f"--image-url {shown!r}: give an http:// or https:// URL, or a path on Label Studio's "
+                         "server that starts with /")
+    if not prefix.isprintable() or any(c.isspace() for c in prefix):
+        raise UsageError(f"--image-url {shown!r}: spaces and control characters do not belong in a URL")
+    if not prefix.endswith(("/", "=")):
+        raise UsageError(f"--image-url {shown!r}: end it with / (the image's path is appended to it), e.g. "
+                         f"{shown}/")
+    return prefix
 
 
 def image_url(store: ProjectStore, path: str, prefix: str | None) -> str:
@@ -78,12 +102,13 @@ class ExportRead:
 
 def _tasks_with_lines(text: str, source: Path):
     """(line, task) for each element of the export's top-level list, parsed one by one so that every problem can
-    name the line its task starts on."""
+    name the line its task starts on (lines counted as the parse moves on: linear in the file's length)."""
     decoder = json.JSONDecoder()
     i = len(text) - len(text.lstrip())
     if not text.startswith("[", i):
         raise UsageError(f"{source} is not a Label Studio JSON export (a list of tasks); export the project as JSON")
     i += 1
+    line, counted = 1, 0  # the line number at text[counted]
     while True:
         while i < len(text) and text[i] in " \t\r\n,":
             i += 1
@@ -91,13 +116,21 @@ def _tasks_with_lines(text: str, source: Path):
             raise UsageError(f"{source}: the list of tasks is not closed; export it again")
         if text[i] == "]":
             return
-        line = text.count("\n", 0, i) + 1
+        line += text.count("\n", counted, i)
+        counted = i
         try:
             task, i = decoder.raw_decode(text, i)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise UsageError(f"{source} line {line}: not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})") \
-                from None
+        except (ValueError, RecursionError) as exc:  # ValueError: also an integer of more digits than Python takes
+            raise UsageError(f"{source} line {line}: not valid JSON ({_json_problem(exc)})") from None
         yield line, task
+
+
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    return str(exc).split(";")[0]  # "Exceeds the limit (4300 digits) for integer string conversion"
 
 
 def _annotator(annotation: dict, fallback: str) -> str:
@@ -113,8 +146,8 @@ def _annotator(annotation: dict, fallback: str) -> str:
             who = by.get("email") or by.get("username") or (f"label-studio-user-{by['id']}" if "id" in by else None)
         elif isinstance(by, int) and not isinstance(by, bool):
             who = f"label-studio-user-{by}"
-    who = who if isinstance(who, str) and who.strip() else fallback
-    return "".join(ch for ch in who if ch.isprintable())[:MAX_WHO_CHARS]
+    who = "".join(ch for ch in who if ch.isprintable()).strip()[:MAX_WHO_CHARS] if isinstance(who, str) else ""
+    return who or fallback  # a name of control characters only is no name
 
 
 def _choice(annotation: dict) -> tuple[str | None, str | None]:
@@ -138,60 +171,68 @@ def _choice(annotation: dict) -> tuple[str | None, str | None]:
     return choices[0].strip(), None
 
 
-def _project_path(data: dict, known: dict[str, int], images_dir: Path) -> str | None:
+class _PathFinder:
     """The project's path of a task's image: our own ``alplug_path``, else the image URL's local-files path (or
-    the URL's path) relative to the images folder, else a file name that only one project image has."""
-    path = data.get("alplug_path")
-    if isinstance(path, str) and path in known:
-        return path
-    url = data.get(DATA_KEY)
-    if not isinstance(url, str):
-        return None
-    parts = urlsplit(url)
-    d = parse_qs(parts.query).get("d")
-    candidate = unquote(d[0] if d else parts.path).lstrip("/")
-    for prefix in ("", f"{images_dir.name}/"):
-        if candidate.startswith(prefix) and candidate[len(prefix):] in known:
-            return candidate[len(prefix):]
-    name = candidate.rsplit("/", 1)[-1]
-    same_name = [p for p in known if p.rsplit("/", 1)[-1] == name]
-    return same_name[0] if len(same_name) == 1 else None
+    the URL's path) relative to the images folder, else a file name that only one project image has. The names
+    are indexed once: a lookup costs the same whatever the number of images."""
+
+    def __init__(self, known: dict[str, int], images_dir: Path):
+        self.known, self.folder = known, f"{images_dir.name}/"
+        self.by_name: dict[str, list[str]] = {}
+        for p in known:
+            self.by_name.setdefault(p.rsplit("/", 1)[-1], []).append(p)
+
+    def __call__(self, data: dict) -> str | None:
+        path = data.get("alplug_path")
+        if isinstance(path, str) and path in self.known:
+            return path
+        url = data.get(DATA_KEY)
+        if not isinstance(url, str):
+            return None
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # an unclosed [ in the host
+            return None
+        d = parse_qs(parts.query).get("d")
+        candidate = unquote(d[0] if d else parts.path).lstrip("/")
+        for prefix in ("", self.folder):
+            if candidate.startswith(prefix) and candidate[len(prefix):] in self.known:
+                return candidate[len(prefix):]
+        same_name = self.by_name.get(candidate.rsplit("/", 1)[-1], [])
+        return same_name[0] if len(same_name) == 1 else None
 
 
-def read_export(store: ProjectStore, source: Path, fallback_who: str) -> ExportRead:
+PROGRESS_EVERY = 10_000  # tasks between progress lines on long imports
+
+
+def read_export(store: ProjectStore, source: Path, fallback_who: str, echo=None) -> ExportRead:
     """Every annotation of a Label Studio JSON export as a label of this project, with its annotator; a task or
     annotation that does not fit (an unknown image or class, no single choice, a malformed entry) is rejected
-    with the line its task starts on. Cancelled annotations and tasks without one are counted."""
-    try:
-        if source.stat().st_size > MAX_EXPORT_BYTES:
-            raise UsageError(f"{source} is larger than {MAX_EXPORT_BYTES // 2**20} MiB; export fewer tasks at once")
-        with open(source, "rb") as f:
-            text = f.read(MAX_EXPORT_BYTES + 1).decode("utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"{source} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"{source} is a directory; pass Label Studio's JSON export") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{source} is not UTF-8 text (byte {exc.start}); export it again as JSON") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
+    with the line its task starts on. Cancelled annotations and tasks without one are counted. ``echo``: where
+    a long import says how far it got."""
+    text = read_user_text(source, MAX_EXPORT_BYTES, str(source), too_large="export fewer tasks at once",
+                          hint="export it again as JSON")
     known, classes = store.image_ids_by_path(), set(store.classes)
+    find = _PathFinder(known, store.images_dir)
     unreadable = {p for p, _ in store.unreadable_images()}
     out = ExportRead()
-    for line, task in _tasks_with_lines(text, source):
+    for n, (line, task) in enumerate(_tasks_with_lines(text, source), 1):
+        if echo and n % PROGRESS_EVERY == 0:
+            echo(f"alplug project: read {n:,} tasks (line {line:,})")
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             out.rejected.append((line, "a task", "not a Label Studio task (an object with data)"))
             continue
-        name = f"task {task['id']}" if isinstance(task.get("id"), (int, str)) else "a task"
+        name = f"task {printable(str(task['id']), 40)}" if isinstance(task.get("id"), (int, str)) else "a task"
         annotations = task.get("annotations", [])
         if not isinstance(annotations, list):
             out.rejected.append((line, name, "its annotations are not a list"))
             continue
-        path = _project_path(task["data"], known, store.images_dir)
+        path = find(task["data"])
         if path is None:
             shown = task["data"].get("alplug_path") or task["data"].get(DATA_KEY)
-            why = "unreadable image" if shown in unreadable else "not an image of this project"
-            out.rejected.append((line, name, f"{str(shown)[:200]!r}: {why}"))
+            why = "unreadable image" if isinstance(shown, str) and shown in unreadable else \
+                "not an image of this project"
+            out.rejected.append((line, name, f"{printable(repr(shown))}: {why}"))
             continue
         if not annotations:
             out.unlabeled += 1
@@ -204,7 +245,7 @@ def read_export(store: ProjectStore, source: Path, fallback_who: str) -> ExportR
                 continue
             label, problem = _choice(annotation)
             if problem is None and label not in classes:
-                problem = f"unknown class {label[:100]!r}"
+                problem = f"unknown class {printable(repr(label), 100)}"
             if problem:
                 out.rejected.append((line, name, f"{path}: {problem}"))
                 continue
@@ -214,20 +255,30 @@ def read_export(store: ProjectStore, source: Path, fallback_who: str) -> ExportR
     return out
 
 
-def import_export(store: ProjectStore, source: Path, fallback_who: str):
-    """Add the export's labels to the project (source ``label-studio``), oldest annotation first so that the
-    latest is the image's label; an annotation already imported (same image, class and annotator) is counted as
-    unchanged, so importing a grown export again adds only what is new."""
+def import_export(store: ProjectStore, source: Path, fallback_who: str, echo=None):
+    """Add the export's labels to the project (source ``label-studio``) in one transaction: all or nothing.
+
+    Each annotator's latest annotation of an image (by Label Studio's ``updated_at``) is their label; it is
+    compared with that annotator's current label in the project, so importing the same or a grown export again
+    adds only what changed, and a label changed back (zero, one, zero) ends where Label Studio ends."""
     from .csvio import ImportReport
 
-    read = read_export(store, source, fallback_who)
+    read = read_export(store, source, fallback_who, echo)
     report = ImportReport(rejected=read.rejected, blank=read.cancelled + read.unlabeled)
     ids = store.image_ids_by_path()
-    for item in sorted(read.labels, key=lambda x: x.at):
-        image_id = ids[item.path]
-        if store.has_label(image_id, item.label, item.who, source="label-studio"):
+    latest: dict[tuple[str, str], ExportLabel] = {}
+    for item in sorted(read.labels, key=lambda x: x.at):  # stable: in the file's order at equal times
+        key = (item.path, item.who)
+        if key in latest:
+            report.superseded += 1
+        latest[key] = item
+    rows = []
+    current = store.labels_by_annotator()
+    for (path, who), item in latest.items():
+        if current.get((ids[path], who)) == item.label:
             report.unchanged += 1
-            continue
-        store.add_label(image_id, item.label, who=item.who, source="label-studio")
-        report.imported += 1
+        else:
+            rows.append((ids[path], item.label, who))
+    store.add_labels(rows, source="label-studio")
+    report.imported = len(rows)
     return report

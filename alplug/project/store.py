@@ -25,6 +25,8 @@ from ..errors import UsageError
 
 DB_NAME = "project.sqlite"
 SCHEMA_VERSION = 2  # 2: queue.needed (several annotators per image), the majority rule of current_labels
+BUSY_TIMEOUT_S = 30  # how long a write waits for another process's transaction before giving up
+MAX_WHO_CHARS = 200
 LEASE_SECONDS = 120  # an image shown in a tab is kept from other tabs this long (the page renews it)
 
 # One label per image for training and export: each annotator's latest label (not undone) is a vote; the
@@ -106,6 +108,14 @@ def migrate(db: sqlite3.Connection, version: int) -> None:
     db.execute("COMMIT")
 
 
+def check_annotator(who) -> str:
+    """An annotator's name as stored: printable, not blank, at most ``MAX_WHO_CHARS``. The name is what the
+    annotator (or the file) says; it proves nothing (docs/labeling.md#annotators)."""
+    if not isinstance(who, str) or not who.strip() or not who.isprintable() or len(who) > MAX_WHO_CHARS:
+        raise UsageError(f"annotator name {who!r:.60} must be 1 to {MAX_WHO_CHARS} printable characters, not blank")
+    return who
+
+
 def now_iso() -> str:
     from datetime import datetime, timezone
 
@@ -148,7 +158,7 @@ class ProjectStore:
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # a committed label survives a power cut
         db.execute("PRAGMA foreign_keys=ON")
@@ -199,7 +209,11 @@ class ProjectStore:
 
     @contextmanager
     def transaction(self):
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # locked by another process past the timeout, or read-only
+            raise UsageError(f"cannot write {self.project / DB_NAME} ({exc}); another alplug command may be "
+                             "writing it (try again when it ends), or it is read-only") from None
         try:
             yield self.db
         except BaseException:
@@ -266,9 +280,22 @@ class ProjectStore:
 
     def add_label(self, image_id: int, label: str, who: str, source: str, client: str | None = None) -> None:
         """Record a label (one committed transaction); the image leaves every queue."""
-        self.check_label(label)
+        self.add_labels([(image_id, label, who)], source, client)
+
+    def add_labels(self, rows: list[tuple[int, str, str]], source: str, client: str | None = None) -> None:
+        """Record (image id, label, annotator) rows in one transaction: an import lands whole or not at all."""
+        for _, label, who in rows:
+            self.check_label(label)
+            check_annotator(who)
         with self.transaction() as db:
-            self._insert_label(db, image_id, label, who, source, client)
+            for image_id, label, who in rows:
+                self._insert_label(db, image_id, label, who, source, client)
+
+    def labels_by_annotator(self) -> dict[tuple[int, str], str]:
+        """(image id, annotator) -> that annotator's latest label of the image (not undone)."""
+        return {(image_id, who): label for image_id, who, label in self.db.execute(
+            "SELECT l.image_id, l.who, l.label FROM labels l WHERE l.undone_at IS NULL AND l.id = (SELECT max(id) "
+            "FROM labels WHERE image_id = l.image_id AND who = l.who AND undone_at IS NULL)")}
 
     @staticmethod
     def _insert_label(db, image_id: int, label: str, who: str, source: str, client: str | None) -> None:
@@ -299,8 +326,10 @@ class ProjectStore:
             if db.execute("SELECT 1 FROM current_labels WHERE image_id = ?", (image_id,)).fetchone():
                 return "another tab labeled this image already"
             return "this image is not waiting in the queue"
-        if db.execute("SELECT 1 FROM labels WHERE image_id = ? AND who = ? AND undone_at IS NULL",
-                      (image_id, who)).fetchone():  # it waits for other annotators (--overlap)
+        # It waits for other annotators (--overlap). A tab's votes count once whatever name it gives: one tab
+        # cannot cast the K votes of an overlap image under K names.
+        if db.execute("SELECT 1 FROM labels WHERE image_id = ? AND (who = ? OR client = ?) AND undone_at IS NULL",
+                      (image_id, who, client)).fetchone():
             return "you labeled this image already (change it in the review list)"
         leased_by, until = row
         if leased_by is not None and leased_by != client and (until or 0) >= time.time():
@@ -388,9 +417,7 @@ class ProjectStore:
     def annotations(self) -> dict[int, dict[str, str]]:
         """image id -> {annotator: their latest label} over every label not undone (for agreement)."""
         out: dict[int, dict[str, str]] = {}
-        for image_id, who, label in self.db.execute(
-                "SELECT l.image_id, l.who, l.label FROM labels l WHERE l.undone_at IS NULL AND l.id = (SELECT max(id) "
-                "FROM labels WHERE image_id = l.image_id AND who = l.who AND undone_at IS NULL) ORDER BY l.id"):
+        for (image_id, who), label in self.labels_by_annotator().items():
             out.setdefault(image_id, {})[who] = label
         return out
 
@@ -438,6 +465,19 @@ class ProjectStore:
 
     def pending_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM queue WHERE status = 'pending'").fetchone()[0]
+
+    def waiting_for_others(self) -> int:
+        """Queued images that have a label but wait for more annotators (--overlap)."""
+        return self.db.execute("SELECT count(*) FROM queue q WHERE q.status = 'pending' AND EXISTS (SELECT 1 FROM "
+                               "labels l WHERE l.image_id = q.image_id AND l.undone_at IS NULL)").fetchone()[0]
+
+    def limit_overlap(self, k: int) -> int:
+        """Queued images wait for at most ``k`` annotators from now on (``alplug label --overlap k``); those that
+        have ``k`` already leave the queue. Returns how many left it."""
+        with self.transaction() as db:
+            db.execute("UPDATE queue SET needed = ? WHERE status = 'pending' AND needed > ?", (k, k))
+            return db.execute(f"UPDATE queue SET status = 'labeled', leased_by = NULL WHERE status = 'pending' "
+                              f"AND {self.COMPLETE}").rowcount
 
     POOL = ("FROM images WHERE readable = 1 AND id NOT IN (SELECT image_id FROM current_labels) "
             "AND id NOT IN (SELECT image_id FROM queue WHERE status IN ('pending', 'skipped'))")
@@ -508,4 +548,5 @@ class ProjectStore:
                                            (last["batch"],)).fetchone()[0] if last else 0),
             "val_accuracy": trained[-1]["val_accuracy"] if trained else None,
             "unlabeled": self.pool_size() + self.pending_count(),
+            "waiting_for_others": self.waiting_for_others(),
         }
