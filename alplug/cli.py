@@ -221,7 +221,7 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
     if len(set(queries)) != len(queries):
         raise UsageError(f"--query lists a strategy twice: {', '.join(queries)}")
     base = dataclasses.replace(RunConfig(), **given)
-    check_run_settings(dataclasses.replace(base, seed=first_seed), queries)
+    check_run_settings(dataclasses.replace(base, seed=first_seed), queries, echo=click.echo)
     targets_, lambdas_ = _numbers(targets, "--targets"), _numbers(lambdas, "--lambdas")
     study = Study(Path(out) if out else Path("studies") / time.strftime("%Y%m%d-%H%M%S"), queries,
                   list(range(first_seed, first_seed + seeds)), base)
@@ -243,7 +243,7 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
                                  track=track_specs, parent_run_id=parent.run.info.run_id if parent else None)
         except BaseException as exc:
             if parent:
-                parent.fail(interrupted=isinstance(exc, KeyboardInterrupt))
+                parent.guard("marking the study stopped", parent.fail, interrupted=isinstance(exc, KeyboardInterrupt))
             if isinstance(exc, KeyboardInterrupt):
                 click.echo(f"\nalplug compare: interrupted; the same command continues the study in {study.path} "
                            "(finished runs are kept, interrupted ones continue from their last committed round)",
@@ -253,7 +253,7 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
     report = _write_report(study, targets_, base.goal or REPORT_GOAL, label_cost, lambdas_)
     failed = [o for o in outcomes if o.status == "failed"]
     if parent:
-        parent.finish_study(Path(report), failed=bool(failed))
+        parent.guard("sending the study's report", parent.finish_study, Path(report), failed=bool(failed))
     click.echo(f"alplug compare: {len(outcomes) - len(failed)} of {len(outcomes)} runs finished; report in {report}")
     if failed:
         click.echo(f"alplug: error: {len(failed)} run(s) failed ({', '.join(o.run.name for o in failed)}; "

@@ -48,21 +48,27 @@ def estimator_for(config: RunConfig, in_channels: int, num_classes: int, images,
         features_from=config.features_from)
 
 
-def pick_without_labels(estimator, strategy_name: str, pool: np.ndarray, n: int, seed: int) -> np.ndarray:
+def pick_without_labels(estimator, strategy_name: str, pool: np.ndarray, n: int, seed: int,
+                        echo=None) -> np.ndarray:
     """``n`` pool ids picked by a strategy that needs no labels (random, typiclust, ...) on ``estimator``
     initialised (seeded) but not trained: the first labels of a run (``--initial``) or of a labeling project.
     Embedding strategies see its pretrained backbone where it has one, random weights otherwise (which make them
-    little better than random)."""
+    little better than random). A strategy that reads the model's predictions (margin, entropy, BALD) reads an
+    untrained head's: ``echo`` says so."""
     import torch
 
     from .strategies import resolve_query
-    from .strategies.outputs import shared_model_outputs
+    from .strategies.outputs import shared_model_outputs, watch_prediction_reads
 
     strategy = resolve_query(strategy_name)
     torch.manual_seed(seed)
     estimator.initialize()
-    with shared_model_outputs():
+    with shared_model_outputs(), watch_prediction_reads() as reads:
         idx, _ = strategy(estimator, pool.copy(), n, random_state=seed)
+    if reads and echo:
+        echo(f"note: {strategy_name} picked the first labels by the predictions of a model trained on no label, "
+             "which are close to random; strategies that need no labels read images or embeddings instead "
+             "(random, typiclust, probcover)")
     chosen = pool[np.asarray(idx, dtype=np.int64)]
     check_new_labels(chosen, np.array([], dtype=np.int64), strategy)
     return chosen
@@ -140,7 +146,7 @@ class ActiveLearningRun:
         self.run_dir: RunDirectory | None = None
         self.history: list[dict] = []
         # Bad settings, unknown names, bad options and broken plugins fail here, before any data is read.
-        self.strategy = check_run_settings(config)[config.query]
+        self.strategy = check_run_settings(config, echo=echo)[config.query]
         self.data: DataSet = load_dataset(config.dataset, config.data_dir, image_size=config.image_size)
         # With --initial the initial set is picked by a strategy in _run (after any pretraining it reads).
         self.splits: Splits = make_splits(self.data, seed=config.seed, n_start=None if config.initial else config.n_start,
@@ -284,7 +290,9 @@ class ActiveLearningRun:
         if state is not None:
             self.history = state.history
         if state is not None and state.finished:
-            return self.run_dir.read_result() or self._finish(state)
+            result = self.run_dir.read_result() or self._finish(state)
+            self._catch_up_trackers(state, result)
+            return result
 
         backbone = self._pretrained_backbone(state)
         self._open_trackers()
@@ -361,6 +369,18 @@ class ActiveLearningRun:
                                      self.config.to_dict(), self.config.epochs, echo=self.echo)
         self.estimator.callbacks = list(self.estimator.callbacks) + self.tracked.callbacks()
 
+    def _catch_up_trackers(self, state: RunState, result: dict) -> None:
+        """A finished run resumed with ``--track``: send the rounds and the end a tracker missed (it stopped
+        answering mid-run, or the run was not tracked before)."""
+        if not self.tracking or not self.tracking.specs:
+            return
+        from .tracking import tracking_behind
+
+        if tracking_behind(self.run_dir.path, self.tracking.specs, state.round):
+            self._open_trackers()
+            self._track(state)
+            self.tracked.finish(result, self.run_dir.path)
+
     def _track(self, state: RunState) -> None:
         if self.tracked:
             self.tracked.log_rounds(state.history, self.data.classes)
@@ -372,7 +392,8 @@ class ActiveLearningRun:
         cfg = self.config
         n = min(cfg.n_initial, len(self.splits.pool))
         self.echo(f"picking the first {n} images to label with {cfg.initial}")
-        return pick_without_labels(self.estimator, cfg.initial, self.splits.pool, n, round_seed(cfg.seed, 0))
+        return pick_without_labels(self.estimator, cfg.initial, self.splits.pool, n, round_seed(cfg.seed, 0),
+                                   echo=self.echo)
 
     def _pretrained_backbone(self, state: RunState | None):
         """With ``--ssl``: the cached backbone (pretrained now on a miss) that every fit starts from.

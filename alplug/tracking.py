@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+from contextlib import closing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MissingDependencyError, UsageError
+from .userfiles import printable
 
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # --track name -> the module it needs
 EXPERIMENT = "alplug"  # MLflow experiment of runs and studies (MLFLOW_EXPERIMENT_NAME overrides it)
@@ -36,52 +39,115 @@ class TrackSpec:
     def __str__(self) -> str:
         return self.kind if self.where is None else f"{self.kind}={self.where}"
 
+    @property
+    def shown(self) -> str:
+        """As in messages: a password in the URI is replaced by ***."""
+        return self.kind if self.where is None else f"{self.kind}={redact(self.where)}"
+
+
+def redact(uri: str) -> str:
+    """``uri`` with the password of its user part (scheme://user:password@host) replaced by ***."""
+    import re
+
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", uri)
+
 
 def parse_track(values) -> list[TrackSpec]:
     """``--track`` values (repeatable) as specs; an unknown tracker is a usage error and a missing one says
-    which extra to install. Imports neither tracker."""
+    which extra to install; an MLflow store that cannot answer is refused within seconds. Imports neither
+    tracker."""
     specs = []
     for value in values or ():
         kind, _, where = str(value).partition("=")
         kind = kind.strip().lower()
+        shown = TrackSpec(kind, where.strip() or None).shown if kind in TRACKERS else printable(str(value), 80)
         if kind not in TRACKERS:
-            raise UsageError(f"--track {value!r}: unknown tracker; choose tensorboard[=DIR] or mlflow[=URI]")
+            raise UsageError(f"--track {shown!r}: unknown tracker; choose tensorboard[=DIR] or mlflow[=URI]")
         if "=" in str(value) and not where.strip():
-            raise UsageError(f"--track {value!r}: nothing after '='; give a directory (tensorboard) or a "
+            raise UsageError(f"--track {shown!r}: nothing after '='; give a directory (tensorboard) or a "
                              "tracking URI (mlflow), or leave out '=' for one inside the run directory")
         if any(s.kind == kind for s in specs):
             raise UsageError(f"--track {kind} is given twice; a run is tracked once per tracker")
         if importlib.util.find_spec(TRACKERS[kind]) is None:
             raise MissingDependencyError(f"--track {kind} needs {kind}: pip install \"alplug[{kind}]\"")
         spec = TrackSpec(kind, where.strip() or None)
-        if spec.kind == "mlflow" and spec.where and spec.where.lower().startswith(("http://", "https://")):
-            check_server(spec.where)
+        if spec.kind == "mlflow" and spec.where:
+            if spec.where.lower().startswith(("http://", "https://")):
+                check_server(spec.where)
+            elif spec.where.lower().startswith("sqlite:"):
+                check_sqlite(spec.where)
         specs.append(spec)
     return specs
 
 
 CONNECT_TIMEOUT_S = 5.0
+# MLflow's HTTP client retries a failed request 7 times with a back-off factor of 2 and waits 120 s for each answer:
+# minutes of silence per call when a server dies. alplug's calls give up sooner (the run goes on untracked, and
+# --resume sends what was missed); a user's own MLFLOW_HTTP_REQUEST_* settings win.
+MLFLOW_HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
-def check_server(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail within ``timeout`` seconds when no MLflow server listens at ``uri``: MLflow's client would retry
-    with back-off for minutes before saying so."""
+def check_server(uri: str, timeout: float | None = None) -> None:
+    """Fail within about ``timeout`` seconds unless an HTTP server answers at ``uri`` (MLflow's ``/health``):
+    nothing listening, a server that accepts and never answers, and one answering 5xx are all refused here,
+    where MLflow's client would retry with back-off for minutes before saying so."""
+    import http.client
     import socket
     from urllib.parse import urlsplit
 
-    parts = urlsplit(uri)
+    timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
+    shown = redact(uri)
     try:
+        parts = urlsplit(uri)
         host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        host = port = None
+    except ValueError as exc:
+        raise UsageError(f"--track mlflow={shown}: not a valid URL ({exc}); give http://HOST:PORT") from None
     if not host:
-        raise UsageError(f"--track mlflow={uri}: not a URL with a host; give http://HOST:PORT")
+        raise UsageError(f"--track mlflow={shown}: not a URL with a host; give http://HOST:PORT")
+    connection = (http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection)(
+        host, port, timeout=timeout)
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        raise UsageError(f"--track mlflow={uri}: cannot reach an MLflow server there "
-                         f"({exc.strerror or type(exc).__name__}); start one (mlflow server) or give "
-                         "--track mlflow to track inside the run directory") from None
+        connection.request("GET", parts.path.rstrip("/") + "/health", headers={"Connection": "close"})
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        why = "no answer within {:g} s".format(timeout) if isinstance(exc, socket.timeout) else \
+            (getattr(exc, "strerror", None) or type(exc).__name__)
+        raise UsageError(f"--track mlflow={shown}: cannot reach an MLflow server there ({why}); start one "
+                         "(mlflow server) or give --track mlflow to track inside the run directory") from None
+    finally:
+        connection.close()
+    if status >= 500:
+        raise UsageError(f"--track mlflow={shown}: the server answers HTTP {status} (not working); try again "
+                         "when it is, or give --track mlflow to track inside the run directory")
+
+
+def check_sqlite(uri: str) -> None:
+    """Fail at once when an MLflow SQLite store cannot be opened or created: MLflow retries for about two minutes
+    first. Creates nothing (a probe file in the folder is removed at once)."""
+    import sqlite3
+    import tempfile
+
+    shown = redact(uri)
+    if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):
+        raise UsageError(f"--track mlflow={shown}: give an SQLite store as sqlite:///RELATIVE.db or "
+                         "sqlite:////ABSOLUTE/PATH.db")
+    path = Path(uri[len("sqlite:///"):].split("?", 1)[0])  # sqlite:////abs -> /abs, sqlite:///rel -> rel
+    try:
+        if path.exists():
+            if not path.is_file():
+                raise OSError(0, "not a regular file")
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=CONNECT_TIMEOUT_S)) as db:
+                db.execute("PRAGMA schema_version").fetchone()
+        else:
+            folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".alplug-probe-")
+            os.close(fd)
+            os.unlink(probe)
+    except (OSError, sqlite3.Error) as exc:
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise UsageError(f"--track mlflow={shown}: cannot open an SQLite store there ({why}); give a "
+                         "writable path") from None
 
 
 def flat_params(config: dict) -> dict[str, str]:
@@ -117,7 +183,7 @@ def _skorch_callbacks():
 
         def on_epoch_end(self, net, **kwargs):
             self.step_ = _round_step(self, net)
-            super().on_epoch_end(net, **kwargs)
+            self.tracker.guard("logging an epoch", super().on_epoch_end, net, **kwargs)
 
         def add_scalar_maybe(self, history, key, tag, global_step=None):
             super().add_scalar_maybe(history, key, tag, global_step=self.step_)
@@ -135,7 +201,8 @@ def _skorch_callbacks():
 
         def on_epoch_end(self, net, **kwargs):
             # MlflowLogger steps by len(net.history), which restarts every round: its logging, our step.
-            self._iteration_log(net.history[-1], self.epoch_suffix_, _round_step(self, net))
+            self.tracker.guard("logging an epoch", self._iteration_log, net.history[-1], self.epoch_suffix_,
+                               _round_step(self, net))
 
     return RoundTensorBoard, RoundMlflowLogger
 
@@ -148,6 +215,23 @@ class Tracker(ABC):
 
     def __init__(self, spec: TrackSpec, epochs_per_round: int):
         self.spec, self.epochs_per_round, self.round = spec, epochs_per_round, 0
+        self.broken: str | None = None  # why the tracker stopped answering mid-run; nothing more is sent to it
+        self.warn = print
+
+    def guard(self, what: str, call, *args, **kwargs) -> bool:
+        """``call`` unless the tracker already failed; a failure (a server gone, a full disk) is one warning line,
+        and the run goes on untracked by it. Returns whether the call went through."""
+        if self.broken:
+            return False
+        try:
+            call(*args, **kwargs)
+            return True
+        except Exception as exc:  # noqa: BLE001 - whatever the tracker raises, training must not stop for it
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no details"
+            self.broken = f"{type(exc).__name__}: {detail}"
+            self.warn(f"alplug: warning: --track {self.spec.shown}: {what} failed ({self.broken}); the run goes on "
+                      "without it, and the same command with --resume sends it what it missed")
+            return False
 
     @abstractmethod
     def open(self, directory: Path, config: dict, recorded: dict | None, name: str, tags: dict) -> dict:
@@ -214,6 +298,9 @@ class TensorBoardTracker(Tracker):
         from torch.utils.tensorboard import SummaryWriter
 
         logdir = directory
+        # A run killed after a round's figures were written but before tracking.json said so sends that round
+        # again on resume: what the log already holds is read back and not written twice.
+        self.present = _logged_steps(logdir) if recorded is not None else set()
         self.writer = SummaryWriter(log_dir=str(logdir))
         self.logdir = logdir
         if recorded is None:
@@ -230,14 +317,15 @@ class TensorBoardTracker(Tracker):
 
     def log_metrics(self, metrics, step):
         for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, global_step=step)
+            if (tag, step) not in self.present:
+                self.writer.add_scalar(tag, value, global_step=step)
         self.writer.flush()
 
     def log_round(self, row, classes):
         import numpy as np
 
         super().log_round(row, classes)
-        if row["queried_classes"]:
+        if row["queried_classes"] and ("round/queried_classes", int(row["labels"])) not in self.present:
             self.writer.add_histogram("round/queried_classes", np.asarray(row["queried_classes"]),
                                       global_step=int(row["labels"]), bins=np.arange(len(classes) + 1) - 0.5)
             self.writer.flush()
@@ -262,6 +350,19 @@ class TensorBoardTracker(Tracker):
 
     def fail(self, interrupted):
         self.writer.close()
+
+
+def _logged_steps(logdir: Path) -> set[tuple[str, int]]:
+    """(tag, step) of every scalar and histogram already in a TensorBoard log directory."""
+    if not logdir.is_dir():
+        return set()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    return ({(tag, e.step) for tag in tags.get("scalars", []) for e in events.Scalars(tag)}
+            | {(tag, e.step) for tag in tags.get("histograms", []) for e in events.Histograms(tag)})
 
 
 class MlflowTracker(Tracker):
@@ -342,7 +443,6 @@ def mlflow_client(spec: TrackSpec, default_dir: Path):
     """(client, tracking URI, experiment id). Without a URI: a SQLite store and an artifact folder in
     ``default_dir`` (MLflow's file store is in maintenance mode and refuses to start by default)."""
     import logging
-    import os
 
     from mlflow.tracking import MlflowClient
 
@@ -353,6 +453,12 @@ def mlflow_client(spec: TrackSpec, default_dir: Path):
     if spec.where:
         uri = spec.where
         artifacts = None
+        if uri.lower().startswith(("http://", "https://")):
+            for key, value in MLFLOW_HTTP_SETTINGS.items():
+                os.environ.setdefault(key, value)
+        elif uri.startswith("sqlite:///"):  # artifacts beside the store, not in ./mlruns wherever alplug started
+            store = Path(uri[len("sqlite:///"):].split("?", 1)[0]).expanduser().resolve()
+            artifacts = (store.parent / "mlartifacts").as_uri()
     else:
         default_dir.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{(default_dir / 'mlflow.db').resolve()}"
@@ -390,25 +496,29 @@ class TrackingPlan:
 
 TRACKING_FILE = "tracking.json"  # in the run (study, project) directory: the tracked runs to continue
 MAX_TRACKING_BYTES = 64 * 1024
+COUNTS = ("rounds_sent", "ended")  # the fields of a tracker's record that are numbers
 
 
 def read_tracking(directory: Path) -> dict:
     """What ``tracking.json`` records per tracker; a missing, oversized or malformed file records nothing
     (a new tracked run is started, and the file rewritten)."""
-    path = directory / TRACKING_FILE
+    from .userfiles import UserFileError, read_user_file
+
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_TRACKING_BYTES + 1)
-        values = json.loads(data) if len(data) <= MAX_TRACKING_BYTES else None
-    except (OSError, ValueError):
+        values = json.loads(read_user_file(directory / TRACKING_FILE, MAX_TRACKING_BYTES, TRACKING_FILE))
+    except (UserFileError, ValueError, RecursionError):  # missing, a FIFO, too large, not JSON
         return {}
     if not isinstance(values, dict):
         return {}
-    def fits(value) -> bool:
-        return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+
+    def count(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+    def fits(key, value) -> bool:  # counts are counts, everything else a string
+        return count(value) if key in COUNTS else isinstance(value, str)
 
     return {k: v for k, v in values.items()
-            if k in TRACKERS and isinstance(v, dict) and all(fits(x) for x in v.values())}
+            if k in TRACKERS and isinstance(v, dict) and all(fits(key, x) for key, x in v.items())}
 
 
 def write_tracking(directory: Path, records: dict) -> None:
@@ -418,7 +528,9 @@ def write_tracking(directory: Path, records: dict) -> None:
 
 
 class TrackedRuns:
-    """A run's trackers, and ``tracking.json`` (what each continues, and the last round each was sent)."""
+    """A run's trackers, and ``tracking.json`` (what each continues, the last round each was sent, and whether it
+    was sent the run's end). A tracker that fails mid-run is left behind with one warning; what it missed is sent
+    when the run is resumed, finished or not."""
 
     def __init__(self, trackers: list[Tracker], records: dict, path: Path):
         self.trackers, self.records, self.path = trackers, records, path
@@ -432,22 +544,34 @@ class TrackedRuns:
 
     def log_rounds(self, history: list[dict], classes: list[str]) -> None:
         """Send each committed round a tracker has not had yet: after a kill between a commit and its sending,
-        the resumed run sends the round it missed, once."""
+        or a tracker that stopped answering, the resumed run sends the rounds it missed, once."""
         for tracker in self.trackers:
             record = self.records[tracker.kind]
-            sent = int(record.get("rounds_sent", 0))
             for row in history:
-                if row["round"] >= sent:
-                    tracker.log_round(row, classes)
+                if row["round"] >= record.get("rounds_sent", 0):
+                    if not tracker.guard(f"sending round {row['round']}", tracker.log_round, row, classes):
+                        break
                     record["rounds_sent"] = row["round"] + 1
         write_tracking(self.path, self.records)
 
+    def log_batch(self, metrics: dict[str, float], step: int, files: list[Path]) -> None:
+        """A labeling project's trained batch: its figures and files, then the tracked run is closed until the
+        next batch."""
+        for tracker in self.trackers:
+            if tracker.guard("sending the batch", tracker.log_metrics, metrics, step):
+                tracker.guard("sending the model", tracker.save_files, files)
+            tracker.guard("closing the run", tracker.close)
+
     def finish(self, result: dict, run_path: Path) -> None:
         for tracker in self.trackers:
-            tracker.finish(result, run_path)
+            if tracker.guard("sending the run's end", tracker.finish, result, run_path):
+                self.records[tracker.kind]["ended"] = 1
+        write_tracking(self.path, self.records)
 
     def fail(self, interrupted: bool) -> None:
         for tracker in self.trackers:
+            if tracker.broken:  # it stopped answering: asking again would only wait for it
+                continue
             try:
                 tracker.fail(interrupted)
             except Exception:  # noqa: BLE001 - the run's own error is the one to report
@@ -455,11 +579,13 @@ class TrackedRuns:
 
 
 def cannot_open(spec: TrackSpec, exc: Exception):
-    """The one-line error for a tracker that would not open, in its own words."""
+    """The one-line error for a tracker that would not open, in its own words (a password in it redacted)."""
     from .errors import TrackingError
 
-    detail = str(exc).splitlines()[0] if str(exc) else "no details"
-    return TrackingError(f"--track {spec}: cannot open it ({type(exc).__name__}: {detail})")
+    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no details"
+    if spec.where:
+        detail = detail.replace(spec.where, redact(spec.where))
+    return TrackingError(f"--track {spec.shown}: cannot open it ({type(exc).__name__}: {detail})")
 
 
 def open_trackers(plan: TrackingPlan, run_path: Path, name: str, config: dict, epochs_per_round: int,
@@ -479,17 +605,26 @@ def open_trackers(plan: TrackingPlan, run_path: Path, name: str, config: dict, e
         else:
             directory = home
         before = recorded.get(spec.kind)
+        tracker.warn = echo
         try:
             opened = tracker.open(directory, config, before, name, plan.tags or {})
         except Exception as exc:  # noqa: BLE001 - each tracker fails its own way (URI, permissions, server)
             TrackedRuns(trackers, records, run_path).fail(interrupted=False)
             raise cannot_open(spec, exc) from None
         continued = before is not None and all(before.get(k) == v for k, v in opened.items())
-        records[spec.kind] = {**opened, "rounds_sent": before.get("rounds_sent", 0) if continued else 0}
+        records[spec.kind] = {**opened, **({k: before[k] for k in COUNTS if k in before} if continued else {})}
         trackers.append(tracker)
         echo(tracker.where())
     write_tracking(run_path, records)
     return TrackedRuns(trackers, records, run_path)
+
+
+def tracking_behind(run_path: Path, specs: list[TrackSpec], rounds: int) -> bool:
+    """Whether a finished run of ``rounds`` rounds has a tracker (of ``specs``) that missed a round or its end
+    (it stopped answering, or the run is tracked for the first time): then ``--resume`` sends what is missing."""
+    recorded = read_tracking(run_path)
+    return any(recorded.get(s.kind, {}).get("rounds_sent", 0) <= rounds or not recorded.get(s.kind, {}).get("ended")
+               for s in specs)
 
 
 def open_study_tracking(study, specs: list[TrackSpec], echo=print) -> "MlflowTracker | None":
@@ -500,6 +635,7 @@ def open_study_tracking(study, specs: list[TrackSpec], echo=print) -> "MlflowTra
     if spec is None:
         return None
     tracker = MlflowTracker(spec, 0)
+    tracker.warn = echo
     recorded = read_tracking(study.path)
     tags = {"study": str(study.path.resolve()), "strategies": ",".join(study.queries),
             "seeds": ",".join(str(s) for s in study.seeds)}

@@ -130,11 +130,9 @@ def _next_batch(store: ProjectStore, n: int, echo, track=(), overlap=(1, 0.0)) -
         hints = [(classes[int(p.argmax())], float(p.max())) for p in proba]
         how = chosen_by(learner.query_strategy, cfg.query, trained_on)  # a schedule's stage, by the labels trained on
         _save_model(store, estimator)
-        for tracker in tracked.trackers if tracked else ():
-            tracker.log_metrics(_batch_metrics(len(labeled), trained_on, val_acc, train_s, batch_number, hints,
-                                               classes), step=len(labeled))
-            tracker.save_files([store.project / "model.pt"])
-            tracker.close()
+        if tracked:
+            tracked.log_batch(_batch_metrics(len(labeled), trained_on, val_acc, train_s, batch_number, hints, classes),
+                              step=len(labeled), files=[store.project / "model.pt"])
     batch, dropped, queued = store.new_batch([ids[i] for i in chosen], how, trained_on, val_acc,
                                              time.perf_counter() - t0, hints, overlap_needs(len(chosen), overlap, seed))
     return BatchResult(batch, queued, how, trained_on, val_acc, dropped, time.perf_counter() - t0)
@@ -145,11 +143,16 @@ def _open_trackers(store: ProjectStore, track, batch_number: int, echo):
     training is one round: its epochs step on from the last batch's."""
     if not track:
         return None
+    from ..errors import UsageError
     from ..tracking import TrackingPlan, open_trackers, parse_track
 
-    tracked = open_trackers(TrackingPlan(parse_track(track), tags={"project": str(store.project.resolve())}),
-                            store.project, store.project.resolve().name, store.settings.to_dict(),
-                            store.settings.epochs, echo=echo)
+    try:  # a tracker gone since the project started costs the batch its tracking, never the batch
+        tracked = open_trackers(TrackingPlan(parse_track(track), tags={"project": str(store.project.resolve())}),
+                                store.project, store.project.resolve().name, store.settings.to_dict(),
+                                store.settings.epochs, echo=echo)
+    except UsageError as exc:
+        echo(f"alplug: warning: {exc}; this batch is not tracked")
+        return None
     tracked.start_round(batch_number)
     return tracked
 
@@ -210,7 +213,7 @@ def _pick_without_labels(store: ProjectStore, cfg, name: str, paths, ids, pool, 
     """The first batches, before the labels can train a model: ``--initial`` (by default typicality) on the
     untrained model's embeddings (pretrained with ``--ssl`` or ``--weights``)."""
     echo(f"picking {n} images with {name} (no model trained yet) ...")
-    return pick_without_labels(_estimator(store, cfg, paths, ids, seed, echo), name, pool, n, seed)
+    return pick_without_labels(_estimator(store, cfg, paths, ids, seed, echo), name, pool, n, seed, echo=echo)
 
 
 def _save_model(store: ProjectStore, estimator) -> None:
