@@ -11,13 +11,15 @@ from .config import RunConfig
 from .errors import UsageError
 
 
-def check_run_settings(config: RunConfig, queries: list[str] | None = None) -> dict:
+def check_run_settings(config: RunConfig, queries: list[str] | None = None, echo=None) -> dict:
     """``config`` checked, and the strategy for each of ``queries`` (default: ``config.query``) with its options
-    bound, by name."""
+    bound, by name. ``echo``: where settings that have no effect are noted."""
     from .strategies import resolve_query
     from .strategies.options import options_for
 
     config.validate()
+    for note in idle_settings(config) if echo else ():
+        echo(f"note: {note}")
     if config.ssl is not None:
         from importlib.util import find_spec
 
@@ -57,3 +59,18 @@ def check_model_fits(config: RunConfig, data, splits=None) -> None:
                          f"{len(splits.pool) + len(splits.initial)} images; lower it")
     build_on_meta_device(config.model, in_channels=data.channels, num_classes=data.n_classes, dropout=config.dropout,
                 image_size=config.image_size, weights=config.weights, features_from=config.features_from)
+
+
+def idle_settings(config: RunConfig) -> list[str]:
+    """Settings changed from their defaults that do nothing with the rest (not errors: a settings file may carry
+    them for every run of a study)."""
+    default = RunConfig()
+    notes = []
+    if config.ssl is None and config.ssl_epochs != default.ssl_epochs:
+        notes.append(f"--ssl-epochs {config.ssl_epochs} has no effect without --ssl")
+    if config.semi is None:
+        idle = [f"--{n.replace('_', '-')}" for n in ("semi_weight", "semi_threshold", "semi_ratio")
+                if getattr(config, n) != getattr(default, n)]
+        if idle:
+            notes.append(f"{', '.join(idle)} {'has' if len(idle) == 1 else 'have'} no effect without --semi")
+    return notes

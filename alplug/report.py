@@ -6,36 +6,69 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .csvcells import csv_text
+from .errors import UsageError
 from .study import Study
 
 
+MAX_RESULT_BYTES = 16 * 2**20
+MAX_HISTORY_BYTES = 256 * 2**20
+
+
 def load_runs(study: Study) -> dict[str, list[dict]]:
-    """Finished runs per strategy: each {'seed', 'labels', 'val2', 'test', 'classes_queried', 'rounds'}."""
+    """Finished runs per strategy: each {'seed', 'labels', 'val2', 'test', 'classes_queried', 'rounds'}. A run
+    whose files are damaged is a one-line error naming it (a report on part of the seeds would mislead)."""
     out: dict[str, list[dict]] = {q: [] for q in study.queries}
     for run in study.runs:
         path = study.run_dir(run)
-        if not (path / "result.json").is_file():
+        if not os.path.lexists(path / "result.json"):
             continue
-        result = json.loads((path / "result.json").read_text())
-        with open(path / "history.csv") as f:
-            rows = list(csv.DictReader(f))
-        queried = [int(c) for row in rows for c in row["queried_classes"].split()]
-        out[run.query].append({
-            "seed": run.seed, "labels": np.array([int(r["labels"]) for r in rows]),
-            "val2": np.array([float(r["val2_acc"]) for r in rows]), "test": result["test_accuracy"],
-            # runs written before history.csv had test_acc have no test curve
-            "test_curve": (np.array([float(r["test_acc"]) for r in rows])
-                           if rows and all(r.get("test_acc") not in (None, "") for r in rows) else None),
-            "classes": result["classes"], "queried_classes": queried, "rounds": len(rows) - 1,
-            "history": rows, "pool": int((result.get("split_sizes") or {}).get("pool", 0)) + int(rows[0]["labels"]),
-        })
+        try:
+            out[run.query].append(_load_run(path, run.seed))
+        except (UsageError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError,
+                csv.Error) as exc:
+            why = str(exc) if isinstance(exc, (UsageError, ValueError)) else f"{type(exc).__name__}: {exc}"
+            raise UsageError(f"run {path} is damaged ({why[:300]}); move it out of {study.path / 'runs'} and run "
+                             "the study's `alplug compare` command again to redo it") from None
     return out
+
+
+def _load_run(path: Path, seed: int) -> dict:
+    """One finished run's result and history, read as untrusted."""
+    from .userfiles import read_user_file, read_user_text
+
+    result = json.loads(read_user_file(path / "result.json", MAX_RESULT_BYTES, "result.json"))
+    if not isinstance(result, dict):
+        raise ValueError("result.json is not an object")
+    test, classes = result.get("test_accuracy"), result.get("classes")
+    if isinstance(test, bool) or not isinstance(test, (int, float)) or not 0 <= test <= 1:
+        raise ValueError("result.json has no test accuracy in [0, 1]")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        raise ValueError("result.json has no list of class names")
+    rows = list(csv.DictReader(io.StringIO(read_user_text(path / "history.csv", MAX_HISTORY_BYTES, "history.csv"))))
+    if not rows:
+        raise ValueError("history.csv has no rounds")
+    labels = np.array([int(r["labels"]) for r in rows])
+    val2 = np.array([float(r["val2_acc"]) for r in rows])
+    if labels[0] < 1 or np.any(np.diff(labels) < 0) or not np.all((val2 >= 0) & (val2 <= 1)):
+        raise ValueError("history.csv's labels do not grow or its val2_acc is not an accuracy")
+    queried = [int(c) for row in rows for c in (row["queried_classes"] or "").split()]
+    if any(not 0 <= c < len(classes) for c in queried):
+        raise ValueError("history.csv's queried_classes name classes the run does not have")
+    test_curve = None  # runs written before history.csv had test_acc have no test curve
+    if all(r.get("test_acc") not in (None, "") for r in rows):
+        test_curve = np.array([float(r["test_acc"]) for r in rows])
+    sizes = result.get("split_sizes") if isinstance(result.get("split_sizes"), dict) else {}
+    return {"seed": seed, "labels": labels, "val2": val2, "test": float(test), "test_curve": test_curve,
+            "classes": classes, "queried_classes": queried, "rounds": len(rows) - 1, "history": rows,
+            "pool": int(sizes.get("pool", 0)) + int(labels[0])}
 
 
 def labels_to_reach(run: dict, target: float, curve: str = "val2") -> int | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -296,18 +297,73 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
 
 @contextmanager
 def _locked(path: Path):
-    """An exclusive lock on ``path`` (a study's workers pretraining the same key wait for the first)."""
+    """An exclusive lock on ``path`` (a study's workers pretraining the same key wait for the first). The lock file
+    is opened without following a link and without blocking, and must be a regular file: a link cannot make us
+    create its target, and a FIFO put in its place cannot hang the run."""
     try:
         import fcntl
     except ImportError:  # Windows: no lock; the atomic rename still keeps the cache whole
         yield
         return
-    with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:  # ELOOP: a link; ENXIO: a FIFO nobody reads
+        raise CachedBackboneError(f"cannot use the backbone cache's lock file {path} ({exc.strerror}); remove it "
+                                  "and run again") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CachedBackboneError(f"the backbone cache's lock file {path} is not a regular file; remove it "
+                                      "and run again")
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+MAX_SIDECAR_BYTES = 64 * 1024
+
+
+def _recorded_digest(sidecar: Path) -> str | None:
+    """The digest the cache's JSON beside a backbone file records for it (None: none recorded, or unreadable)."""
+    from .userfiles import UserFileError, read_user_file
+
+    try:
+        digest = json.loads(read_user_file(sidecar, MAX_SIDECAR_BYTES, str(sidecar))).get("digest")
+    except (UserFileError, ValueError, RecursionError, AttributeError):
+        return None
+    return digest if isinstance(digest, str) else None
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _check_cached(path: Path, sidecar: Path, echo) -> None:
+    """A cached backbone must be a regular file with the digest recorded when it was written. A file cached by an
+    earlier alplug, which recorded none, has its digest recorded now (and is checked from then on)."""
+    from .rundir import atomic_write
+    from .userfiles import UserFileError, read_user_file
+
+    try:
+        data = read_user_file(path, 8 * 2**30, f"cached backbone {path}")
+    except UserFileError as exc:
+        raise CachedBackboneError(f"{exc}; remove it to pretrain again") from None
+    digest, recorded = file_digest(data), _recorded_digest(sidecar)
+    if recorded is None:
+        try:
+            values = json.loads(read_user_file(sidecar, MAX_SIDECAR_BYTES, str(sidecar)))
+        except (UserFileError, ValueError, RecursionError):
+            values = {}
+        atomic_write(sidecar, json.dumps({**(values if isinstance(values, dict) else {}), "digest": digest},
+                                         indent=2) + "\n")
+        echo(f"self-supervised backbone: {path.name} was cached without a digest; its digest is recorded now")
+    elif recorded != digest:
+        raise CachedBackboneError(f"cached backbone {path} is not the file alplug wrote there (its digest differs "
+                                  "from the one recorded beside it); remove it to pretrain again")
 
 
 def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, device: str = "cpu",
@@ -325,8 +381,10 @@ def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, 
     ids = np.sort(np.asarray(ids, dtype=np.int64))  # the same images in another order are the same pretraining
     key = cache_key(settings, images_fingerprint(images, ids))
     path = directory / f"{settings.method}-{key}.pt"
+    sidecar = path.with_suffix(".json")
     with _locked(directory / f".{key}.lock"):
-        if path.is_file():
+        if os.path.lexists(path):
+            _check_cached(path, sidecar, echo)
             echo(f"self-supervised backbone: reusing {settings.method} pretraining {key} from {directory}")
             return PretrainedBackbone(key, path, reused=True)
         echo(f"self-supervised backbone: pretraining {settings.model} with {settings.method} on {len(ids):,} "
@@ -339,10 +397,11 @@ def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, 
 
         buf = io.BytesIO()
         torch.save({f"backbone.{k}": v.detach().cpu() for k, v in module.backbone.state_dict().items()}, buf)
+        # The sidecar with the digest first: a kill between the two leaves no backbone without its digest.
+        atomic_write(sidecar, json.dumps({"settings": asdict(settings), "images": len(ids),
+                                          "seconds": round(time.perf_counter() - started, 1),
+                                          "digest": file_digest(buf.getvalue())}, indent=2) + "\n")
         atomic_write(path, buf.getvalue(), exclusive=True)
-        atomic_write(directory / f"{settings.method}-{key}.json",
-                     json.dumps({"settings": asdict(settings), "images": len(ids),
-                                 "seconds": round(time.perf_counter() - started, 1)}, indent=2) + "\n")
         echo(f"self-supervised backbone: pretrained in {time.perf_counter() - started:.0f}s")
         return PretrainedBackbone(key, path, reused=False)
 
@@ -353,8 +412,8 @@ def load_backbone_file(backbone, path: str | Path, dropped_parts: frozenset[str]
     whole pretrained backbone starts a cut one."""
     from .models.spec import ModelWeightsError, load_state_dict_file
 
-    try:
-        state = load_state_dict_file(path)
+    try:  # checked against the digest recorded when it was cached, on the very bytes loaded
+        state = load_state_dict_file(path, digest=_recorded_digest(Path(path).with_suffix(".json")))
     except ModelWeightsError as exc:
         raise CachedBackboneError(f"{exc}; remove the cached file to pretrain again") from None
     state = {k[len("backbone."):]: v for k, v in state.items()

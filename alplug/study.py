@@ -48,6 +48,9 @@ class RunOutcome:
     notes: list = dataclasses.field(default_factory=list)  # what the run said worth repeating (a reused pretraining)
 
 
+MAX_STUDY_TOML_BYTES = 1024 * 1024
+
+
 class Study:
     """The study directory: ``study.toml`` (the settings), ``runs/NAME/`` (run directories), ``report/``."""
 
@@ -67,15 +70,34 @@ class Study:
 
     @classmethod
     def open(cls, path: str | Path) -> "Study":
+        """The study in ``path``, its ``study.toml`` read as untrusted (a one-line error says what is wrong)."""
         import tomllib
 
+        from .userfiles import UserFileError, read_user_text
+
         path = Path(path)
-        try:
-            values = tomllib.loads((path / "study.toml").read_text())
-        except FileNotFoundError:
+        marker = path / "study.toml"
+        if not os.path.lexists(marker):
             raise UsageError(f"{path} is not an alplug study (no study.toml); pass the directory "
-                             "`alplug compare --out` wrote") from None
-        return cls(path, values["queries"], values["seeds"], RunConfig(**check_settings(values["base"])))
+                             "`alplug compare --out` wrote")
+        try:
+            values = tomllib.loads(read_user_text(marker, MAX_STUDY_TOML_BYTES, str(marker)))
+        except (UserFileError, tomllib.TOMLDecodeError, RecursionError) as exc:
+            raise UsageError(f"{marker} is damaged ({exc}); restore it from a copy") from None
+        queries, seeds, base = values.get("queries"), values.get("seeds"), values.get("base")
+        problem = ("queries is not a list of strategy names" if not isinstance(queries, list) or not queries
+                   or not all(isinstance(q, str) and q.strip() for q in queries) or len(set(queries)) != len(queries)
+                   else "seeds is not a list of seeds" if not isinstance(seeds, list) or not seeds
+                   or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)
+                   or len(set(seeds)) != len(seeds)
+                   else "base is not a table of settings" if not isinstance(base, dict) else None)
+        if problem:
+            raise UsageError(f"{marker} is damaged ({problem}); restore it from a copy")
+        try:
+            config = RunConfig(**check_settings(base, source=str(marker)))
+        except UsageError as exc:
+            raise UsageError(f"{marker} is damaged ({exc}); restore it from a copy") from None
+        return cls(path, queries, seeds, config)
 
     def prepare(self) -> None:
         """Create the study directory, or check that an existing one was made with the same settings."""

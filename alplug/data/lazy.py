@@ -58,6 +58,19 @@ class IndexedImages:
         return [(block[k], self._target(p)) for k, p in enumerate(positions)]
 
 
+def npz_member_header(path: str | Path, key: str) -> tuple[tuple, np.dtype, bool]:
+    """(shape, dtype, compressed) of array ``key`` of an ``.npz`` file, from its ``.npy`` header alone: what loading
+    it would allocate, known before anything is allocated (a few compressed bytes can promise gigabytes)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{key}.npy")
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+    return shape, dtype, info.compress_type != zipfile.ZIP_STORED
+
+
 def npz_member_memmap(path: str | Path, key: str) -> np.memmap | None:
     """Memory-map array ``key`` of an uncompressed ``.npz`` file; None if it is compressed.
 

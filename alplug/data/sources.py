@@ -253,12 +253,18 @@ def _npz(path: Path) -> DataSet:
                         f"found {arrays.files}")
     from .lazy import npz_member_memmap
 
+    if not path.is_dir():
+        _check_npz_sizes(path, [k for k in ("X", "y", "X_test", "y_test", "classes") if k in arrays.files])
+
     mapped = arrays["X"] if path.is_dir() else npz_member_memmap(path, "X")
     if mapped is not None and mapped.dtype in (np.uint8, np.float32) and mapped.ndim in (3, 4):
         # Uncompressed uint8/float32 images stay on disk; batches are read when needed.
         X = mapped[:, None] if mapped.ndim == 3 else mapped.transpose(0, 3, 1, 2)
     else:
         X = _npz_images(path, arrays["X"], "X")
+    if 0 in X.shape:
+        raise DataError(f"{path}: X has shape {tuple(mapped.shape if mapped is not None else X.shape)}; it needs at "
+                        "least one image of at least one pixel")
     y = _npz_labels(path, arrays["y"], "y")
     if len(X) != len(y):
         raise DataError(f"{path}: X has {len(X)} images but y has {len(y)} labels; they must match")
@@ -283,6 +289,28 @@ def _npz(path: Path) -> DataSet:
         if y.min() < 0 or y.max() >= len(names):
             raise DataError(f"{path}: labels must be 0..{len(names) - 1} to match its {len(names)} classes")
     return DataSet(f"npz:{path}", X, y, names, X_test, y_test)
+
+
+MAX_NPZ_LOADED_BYTES = 2 * 2**30  # a compressed member is loaded whole; an uncompressed one is read as needed
+
+
+def _check_npz_sizes(path: Path, keys: list[str]) -> None:
+    """Every array of the file has a shape that fits memory, checked from the headers before anything is loaded,
+    and images of at least one pixel."""
+    from .lazy import npz_member_header
+
+    for key in keys:
+        try:
+            shape, dtype, compressed = npz_member_header(path, key)
+        except Exception as exc:  # a damaged member: said in one line, as np.load's own errors are
+            raise DataError(f"cannot read {path} as .npz ({key}: {exc})") from None
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if compressed and nbytes > MAX_NPZ_LOADED_BYTES:
+            raise DataError(f"{path}: {key} is compressed and would take {nbytes / 2**30:.1f} GiB in memory (more "
+                            f"than {MAX_NPZ_LOADED_BYTES / 2**30:.0f} GiB); save it with np.savez (uncompressed: "
+                            "read from disk as needed) or as a folder of .npy files")
+        if key.startswith("X") and len(shape) in (3, 4) and 0 in shape:
+            raise DataError(f"{path}: {key} has shape {shape}; it needs at least one image of at least one pixel")
 
 
 def _npz_labels(path: Path, y, key: str) -> np.ndarray:

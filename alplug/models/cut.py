@@ -58,6 +58,13 @@ def cut_backbone(backbone: nn.Module, part: str, probe: torch.Tensor, model: str
     if unknown:
         raise UsageError(f"--features-from {unknown[0][:100]!r}: {model}'s backbone has no part by that name; its "
                          f"parts: {', '.join(parts)}")
+    names = list(parts)
+    weighted = [n for n in names if any(True for _ in parts[n].parameters())]
+    past = [t for t in taps if weighted and names.index(t) > names.index(weighted[-1])]
+    if past:  # after the last part with weights (avgpool, an identity fc): the cut would keep the whole backbone
+        raise UsageError(f"--features-from {past[0]}: nothing of {model}'s backbone comes before it that the whole "
+                         f"backbone lacks (its last part with weights is {weighted[-1]}); name {weighted[-1]} or an "
+                         "earlier part, or leave --features-from out for the whole backbone")
     was_training = backbone.training
     backbone.eval()
     shapes = {}
@@ -79,7 +86,6 @@ def cut_backbone(backbone: nn.Module, part: str, probe: torch.Tensor, model: str
     if not same or any(len(s) not in (2, 4) for s in shapes.values()):
         raise UsageError(f"--features-from {part}: {model}'s backbone does not compute its parts one after "
                          "another, so it cannot be cut; use a model whose backbone does (ResNets, SqueezeNet)")
-    names = list(parts)
     last = max(names.index(t) for t in taps)
     kept = list(parts.items())[:last + 1]
     width = sum(int(shapes[t][1]) for t in taps)

@@ -82,14 +82,31 @@ class ModelFamily:
     examples: tuple = ()
 
 
-def load_state_dict_file(path: str | Path) -> dict:
-    """A state dict of tensors from a file, read as hostile: ``weights_only`` (no code runs), then checked
-    to be a mapping of names to tensors. A checkpoint that wraps it as ``{"state_dict": ...}`` is unwrapped."""
+MAX_WEIGHTS_BYTES = 8 * 2**30  # larger than any model alplug trains on one machine
+
+
+def load_state_dict_file(path: str | Path, digest: str | None = None) -> dict:
+    """A state dict of tensors from a file, read as hostile: one open of a regular file, ``weights_only`` (no
+    code runs), then checked to be a mapping of names to tensors. A checkpoint that wraps it as
+    ``{"state_dict": ...}`` is unwrapped. ``digest``: the BLAKE2b-128 hex digest the bytes must have (checked on
+    the very bytes that are loaded)."""
+    import hashlib
+    import io
+
     import torch
+
+    from ..userfiles import UserFileError, read_user_file
 
     path = Path(path).expanduser()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = read_user_file(path, MAX_WEIGHTS_BYTES, f"weights file {path}")
+    except UserFileError as exc:
+        raise ModelWeightsError(f"{exc}; pass a torch state dict saved with torch.save(model.state_dict(), PATH)") \
+            from None
+    if digest is not None and hashlib.blake2b(data, digest_size=16).hexdigest() != digest:
+        raise ModelWeightsError(f"{path} is not the file that was written there (its digest differs)")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, non-tensor payloads
         raise ModelWeightsError(f"cannot read weights file {path}: {exc}; pass a torch state dict "
                                 "saved with torch.save(model.state_dict(), PATH)") from None
@@ -140,7 +157,7 @@ def load_backbone_weights(backbone, weights: str, model_name: str) -> None:
     """``--weights FILE`` into a plugin's backbone: a state dict of that backbone, or an alplug checkpoint
     (a run's ``model.pt``, whose backbone is stored under ``backbone.``; its head is not used). Every
     backbone weight must be there and fit."""
-    if not Path(weights).expanduser().is_file():
+    if not Path(weights).expanduser().exists():
         raise ModelWeightsError(f"weights file {weights} does not exist; pass an existing state-dict file")
     state = load_state_dict_file(weights)
     if any(k.startswith("backbone.") for k in state):

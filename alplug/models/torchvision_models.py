@@ -37,7 +37,7 @@ def _weights(arch: str, weights: str, backbone_prefix: str) -> dict:
         return _named_weights(arch, weights)
     from pathlib import Path
 
-    if not Path(weights).expanduser().is_file():
+    if not Path(weights).expanduser().exists():
         raise ModelWeightsError(f"weights file {weights} does not exist; pass an existing state-dict file "
                                 "or a torchvision weights name such as DEFAULT")
     state = load_state_dict_file(weights)

@@ -94,8 +94,31 @@ def _from_shared(est, X_pool):
 SHARED_EMBEDDING_BUDGET = 256 * 2**20  # bytes
 
 
+# Set while a strategy picks without labels (``--initial``): whether it read the model's predictions, which an
+# untrained head makes close to random.
+_PREDICTIONS_READ: contextvars.ContextVar[list | None] = contextvars.ContextVar("alplug_predictions_read", default=None)
+
+
+@contextlib.contextmanager
+def watch_prediction_reads():
+    """Yields a list that is non-empty once a strategy inside the block read the model's predictions."""
+    token = _PREDICTIONS_READ.set([])
+    try:
+        yield _PREDICTIONS_READ.get()
+    finally:
+        _PREDICTIONS_READ.reset(token)
+
+
+def mark_predictions_read() -> None:
+    """Called by every reader of a model's predictions (probabilities, MC-dropout samples)."""
+    reads = _PREDICTIONS_READ.get()
+    if reads is not None:
+        reads.append(True)
+
+
 def predict_proba(learner, X_pool) -> np.ndarray:
     """Class probabilities, shape (N, C)."""
+    mark_predictions_read()
     est = estimator_of(learner)
     if _SHARED.get() is not None and hasattr(est, "embed_and_predict"):
         cached = _from_shared(est, X_pool)
@@ -116,6 +139,8 @@ def embeddings(learner, X_pool) -> np.ndarray:
 
 def embeddings_and_proba(learner, X_pool, need_proba: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Embeddings (N, D) and probabilities (N, C) from one pass over the pool where the model allows it."""
+    if need_proba:
+        mark_predictions_read()
     est = estimator_of(learner)
     if hasattr(est, "embed_and_predict"):
         shared = _SHARED.get()

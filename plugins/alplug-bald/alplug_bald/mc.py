@@ -6,7 +6,8 @@ import functools
 
 import numpy as np
 
-from alplug.strategies.outputs import StrategyError, estimator_of, is_torch_net, module_for_pass
+from alplug.strategies.outputs import (StrategyError, estimator_of, is_torch_net, mark_predictions_read,
+                                       module_for_pass)
 
 NO_DROPOUT_ADVICE = ("the model has no dropout layer with p > 0, so every MC-dropout score would be 0; "
                      "train it with a dropout head: `alplug run --dropout 0.3` or "
@@ -123,6 +124,7 @@ def mc_batches(learner, X_pool, T: int = 20, random_state=None, head_only: bool 
 
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 2:
         raise StrategyError(f"T = {T!r}, must be an integer >= 2 stochastic passes")
+    mark_predictions_read()
     est = estimator_of(learner)
     if not is_torch_net(est):
         raise StrategyError(f"MC dropout needs a torch model with dropout (a skorch net), not {type(est).__name__}")

@@ -47,7 +47,7 @@ def _load_file(model, name: str, path: str) -> None:
     backbone is this very model, stored under ``backbone.``). Classifier weights are not used."""
     from pathlib import Path
 
-    if not Path(path).expanduser().is_file():
+    if not Path(path).expanduser().exists():
         raise ModelWeightsError(f"weights file {path} does not exist; pass an existing state-dict file or a "
                                 f"timm pretrained tag (timm.list_pretrained('{name}*') lists them)")
     state = load_state_dict_file(path)
