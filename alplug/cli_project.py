@@ -243,6 +243,7 @@ MAX_LINES = 20  # pairs and disagreements `project status` prints; the page list
 def _echo_agreement(store) -> None:
     """Agreement between annotators, when more than one labeled the same images."""
     from .project.agreement import agreement
+    from .userfiles import printable
 
     result = agreement(store.annotations(), store.classes, {i: p for p, i in store.image_ids_by_path().items()})
     if not result["shared_images"]:
@@ -254,8 +255,8 @@ def _echo_agreement(store) -> None:
         click.echo(f"  pairs among the {result['pairs_among']} annotators with the most labels")
     for pair in pairs[:MAX_LINES]:
         kappa = "-" if pair["kappa"] is None else f"{pair['kappa']:.3f}"
-        click.echo(f"  {' - '.join(pair['annotators'])}: Cohen's kappa {kappa} on {pair['shared']} shared image(s), "
-                   f"{pair['agreed']} agreed")
+        click.echo(f"  {' - '.join(printable(a, 60) for a in pair['annotators'])}: Cohen's kappa {kappa} on "
+                   f"{pair['shared']} shared image(s), {pair['agreed']} agreed")
     if len(pairs) > MAX_LINES:
         click.echo(f"  ... and {len(pairs) - MAX_LINES} more pairs (the page's agreement panel lists them all)")
     if result["fleiss_kappa"] is not None:
@@ -263,7 +264,8 @@ def _echo_agreement(store) -> None:
                    "everyone labeled")
     for d in result["disagreements"][:MAX_LINES]:
         more = f" (and {d['annotators'] - len(d['labels'])} more)" if d["annotators"] > len(d["labels"]) else ""
-        click.echo(f"  disagree: {d['path']}: " + ", ".join(f"{w}: {lab}" for w, lab in d["labels"].items()) + more)
+        click.echo(f"  disagree: {printable(d['path'])}: "
+                   + ", ".join(f"{printable(w, 60)}: {lab}" for w, lab in d["labels"].items()) + more)
     if len(result["disagreements"]) > MAX_LINES:
         click.echo(f"  ... and {len(result['disagreements']) - MAX_LINES} more disagreements")
 

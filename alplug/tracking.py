@@ -8,7 +8,8 @@ and model at the end; and a study as one MLflow parent run with a child run per 
 
 TensorBoard's reader drops the partial epochs of a round that was killed and redone (their steps go back); MLflow
 keeps every value it was sent, so there a redone round's epochs can show twice at the same step. Round figures
-are sent after the round is committed and never repeat.
+are sent after the round is committed and recorded as sent; TensorBoard's tracker never writes one twice. A
+tracker that stops answering costs one warning, never the run (``Tracker.guard``); ``--resume`` catches it up.
 """
 from __future__ import annotations
 
