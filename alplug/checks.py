@@ -8,7 +8,7 @@ model, its weights and the budget against the data, on the meta device, where a 
 from __future__ import annotations
 
 from .config import RunConfig
-from .errors import UsageError
+from .errors import MissingDependencyError, UsageError
 
 
 def check_run_settings(config: RunConfig, queries: list[str] | None = None, echo=None) -> dict:
@@ -18,13 +18,15 @@ def check_run_settings(config: RunConfig, queries: list[str] | None = None, echo
     from .strategies.options import options_for
 
     config.validate()
+    from importlib.util import find_spec
+
+    if find_spec("modAL") is None:  # said before a run directory or a project is made
+        from .modal_compat import MODAL_INSTALL_HINT
+
+        raise MissingDependencyError(MODAL_INSTALL_HINT)
     for note in idle_settings(config) if echo else ():
         echo(f"note: {note}")
     if config.ssl is not None:
-        from importlib.util import find_spec
-
-        from .errors import MissingDependencyError
-
         if find_spec("lightly") is None:  # before a run directory or a project is made, not an hour later
             raise MissingDependencyError("--ssl needs lightly: pip install 'alplug[ssl]'")
     strategies, problems = {}, []

@@ -316,16 +316,23 @@ def recipes(studies, metric):
 
 def _list_plugins(discovered, describe, optional: dict[str, str]) -> None:
     """The listing of one plugin group: a row per name (name, distribution, description), then broken entries,
-    clashes, and optional plugins that are not installed. ``describe(loaded)`` gives a row's description."""
-    from .plugins import PluginLoadError, conflict_message
+    clashes, and optional plugins that are not installed (or hidden). ``describe(loaded)`` gives a row's
+    description. A name two third-party distributions register is listed once per distribution, as
+    ``DISTRIBUTION/NAME``: the only way it can be used."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .plugins import DISABLE_ENV, PluginLoadError, ambiguous, conflict_message, qualified
 
     registered, conflicts = discovered
     rows, broken = [], []
     for name, entry in registered.items():
-        try:
-            rows.append((name, entry.origin, describe(entry.load())))
-        except PluginLoadError as exc:
-            broken.append((name, entry.origin, f"BROKEN: {exc}"))
+        shown = [(qualified(e), e) for e in [entry, *conflicts[name]]] if ambiguous(entry, conflicts) else \
+            [(name, entry)]
+        for label, e in shown:
+            try:
+                rows.append((label, e.origin, describe(e.load())))
+            except PluginLoadError as exc:
+                broken.append((label, e.origin, f"BROKEN: {exc}"))
     width = max([len(r[0]) for r in rows + broken] + [4])
     owidth = max([len(r[1]) for r in rows + broken] + [6])
     for name, origin, text in rows + broken:
@@ -337,7 +344,11 @@ def _list_plugins(discovered, describe, optional: dict[str, str]) -> None:
         if name not in registered:
             missing.setdefault(extra, []).append(name)
     for extra, names in sorted(missing.items()):
-        click.echo(f"not installed: {', '.join(names)} (pip install \"alplug[{extra}]\")")
+        try:
+            version(f"alplug-{extra}")
+            click.echo(f"hidden: {', '.join(names)} (alplug-{extra} is installed; {DISABLE_ENV} hides it)")
+        except PackageNotFoundError:
+            click.echo(f"not installed: {', '.join(names)} (pip install \"alplug[{extra}]\")")
 
 
 @cli.command()

@@ -87,8 +87,12 @@ def init(ctx, project_dir, images_dir, classes, **params):
     from .models import build_on_meta_device
 
     check_run_settings(settings, echo=click.echo)  # bad settings and unknown strategies fail before anything is made
-    build_on_meta_device(settings.model, dropout=settings.dropout, image_size=settings.image_size,
-                weights=settings.weights)  # an unknown model or a missing or foreign weights file fails now
+    from .project.learn import DEFAULT_IMAGE_SIZE
+
+    # an unknown model, a missing or foreign weights file, or a model whose outputs do not fit fails now
+    build_on_meta_device(settings.model, num_classes=len(names), dropout=settings.dropout,
+                         image_size=settings.image_size or DEFAULT_IMAGE_SIZE, weights=settings.weights,
+                         features_from=settings.features_from)
     root = Path(images_dir).expanduser().resolve()
     rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
     store = ProjectStore.create(path, root, names, settings, rows)
@@ -305,6 +309,9 @@ def label(project_dir, host, port, per_round, annotator, hint, retrain_timeout, 
     parse_track(track)
     annotator = check_annotator(annotator if annotator is not None else _user())
     store = _open(project_dir)
+    from .project.learn import check_project_model
+
+    check_project_model(store)  # a model plugin changed since init fails here, not in every retraining
     n = per_round if per_round is not None else store.settings.per_round
     if overlap is not None and overlap >= 1:  # fewer annotators than an earlier --overlap asked for
         released = store.limit_overlap(overlap)

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
 from .data.lazy import IndexedImages, is_index_array
-from .errors import UnknownNameError, UsageError
+from .errors import AlplugError, UnknownNameError, UsageError
 from .models import ImageClassifier
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -131,6 +131,10 @@ class FeatureDataset:
         return {"features": self.features[i]}, (self.y[i] if self.y is not None else np.float32(0))
 
 
+class ModelTrainingError(AlplugError):
+    """A model that fails inside a training step (a plugin's module that breaks on real data)."""
+
+
 class ImageClassifierNet(NeuralNetClassifier):
     """``NeuralNetClassifier`` plus mixed precision on CUDA, an embedding pass, semi-supervised steps and a
     frozen backbone's feature cache.
@@ -208,8 +212,22 @@ class ImageClassifierNet(NeuralNetClassifier):
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except (RuntimeError, IndexError, ValueError, TypeError) as exc:  # torch's own errors, deep in a step
+            raise ModelTrainingError(self._model_named(exc)) from exc
         finally:
             self.unlabeled_batches_ = None
+
+    def _model_named(self, exc: Exception) -> str:
+        """A training failure in one line that names the model and the distribution that supplies it."""
+        from .models import model_origin
+
+        arch = getattr(getattr(self, "module_", None), "arch", None) or getattr(self, "module__arch", "?")
+        try:
+            origin = model_origin(arch)
+        except Exception:  # noqa: BLE001 - the name is what matters here
+            origin = "?"
+        detail = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else "no details"
+        return f"training model {arch!r} ({origin}) failed: {type(exc).__name__}: {detail}"
 
     # ---- a frozen backbone's feature cache ------------------------------------------------------------------
     def _cached_features(self, dataset, training: bool):

@@ -5,9 +5,11 @@ packages, so there is one lookup path for everything. Finding reads package meta
 stable listing); an entry's object is imported when it is used, and one that fails to import is reported
 with its distribution without affecting any other.
 
-A name registered twice never depends on discovery order: alplug's own entry wins over any plugin's, and
-between plugins the first distribution by name wins. Every clash is listed by the listing commands and
-named in a ``PluginConflictWarning`` when the name is used.
+A name registered twice never depends on discovery order and is never picked silently: alplug's own entry wins
+over any plugin's (with a ``PluginConflictWarning`` when the name is used); a name that two third-party
+distributions register is refused, naming both, until the user picks one as ``DISTRIBUTION/NAME`` (or hides one
+with ``ALPLUG_DISABLE_PLUGINS``). ``DISTRIBUTION/NAME`` reaches any registered entry, a passed-over one too.
+Every clash is listed by the listing commands.
 
 ``ALPLUG_DISABLE_PLUGINS=1`` hides every entry not shipped in alplug itself; a comma-separated list of
 distribution names hides just those.
@@ -76,7 +78,7 @@ class PluginEntry:
         """The registered object, checked against the group's contract; any failure names the distribution."""
         try:
             obj = self.entry_point.load()
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a plugin's sys.exit() at import too
             raise self.error(f"{self.kind} {self.name!r} from {self.origin} failed to load "
                              f"({type(exc).__name__}: {exc}); reinstall or update {self.distribution}, "
                              f"or hide it with {DISABLE_ENV}={self.distribution}") from exc
@@ -126,11 +128,26 @@ def discover(group: str, kind: str, entry_class=PluginEntry, normalize=normalize
     return used, passed_over
 
 
+QUALIFIER = "/"  # DISTRIBUTION/NAME picks one distribution's entry
+
+
+def qualified(entry: PluginEntry) -> str:
+    return f"{normalize_name(entry.distribution)}{QUALIFIER}{entry.name}"
+
+
+def ambiguous(entry: PluginEntry, passed_over: dict) -> bool:
+    """Whether a name is registered by several third-party distributions (none of them alplug itself)."""
+    return not entry.builtin and entry.name in passed_over
+
+
 def conflict_message(entry: PluginEntry, others: list[PluginEntry]) -> str:
-    return (f"{entry.kind} name {entry.name!r} is registered by {entry.origin} and by "
-            f"{', '.join(o.origin for o in others)}; {entry.origin} is used"
-            + ("" if entry.builtin else f" (hide the others with {DISABLE_ENV}=DISTRIBUTION)")
-            + "; rename the plugin's entry to use it")
+    registered = f"{entry.kind} name {entry.name!r} is registered by {entry.origin} and by " \
+                 f"{', '.join(o.origin for o in others)}"
+    if entry.builtin:
+        return (f"{registered}; alplug's own is used, the others' as "
+                f"{' or '.join(qualified(o) for o in others)}")
+    return (f"{registered}; neither is used by that name: choose one as "
+            f"{' or '.join(qualified(e) for e in [entry, *others])} (or hide one with {DISABLE_ENV}=DISTRIBUTION)")
 
 
 def lookup(discovered: tuple[dict, dict], key: str, asked: str, what: str, listing: str,
@@ -139,6 +156,10 @@ def lookup(discovered: tuple[dict, dict], key: str, asked: str, what: str, listi
     would supply says which extra to install, an unknown one offers close matches, and a clash is warned
     about, for every group alike."""
     known, passed_over = discovered
+    if QUALIFIER in key:
+        return _qualified_lookup(discovered, key, asked, what, listing)
+    if key in known and ambiguous(known[key], passed_over):
+        raise UsageError(conflict_message(known[key], passed_over[key]))
     if key not in known:
         if optional and key in optional:
             extra = optional[key]
@@ -147,6 +168,20 @@ def lookup(discovered: tuple[dict, dict], key: str, asked: str, what: str, listi
         raise UnknownNameError(what, asked, known, hint=f"(`{listing}` lists them)")
     warn_if_conflicting(known[key], passed_over)
     return known[key]
+
+
+def _qualified_lookup(discovered: tuple[dict, dict], key: str, asked: str, what: str, listing: str) -> PluginEntry:
+    """``DISTRIBUTION/NAME``: that distribution's entry for NAME, whether it won the name or was passed over."""
+    known, passed_over = discovered
+    dist, _, name = key.partition(QUALIFIER)
+    if name not in known:
+        raise UnknownNameError(what, name, known, hint=f"(`{listing}` lists them)")
+    entries = [known[name], *passed_over.get(name, [])]
+    for entry in entries:
+        if normalize_name(entry.distribution) == normalize_name(dist):
+            return entry
+    raise UsageError(f"{what} {asked!r}: {dist!r} does not register {name!r}; it is registered by "
+                     f"{', '.join(qualified(e) for e in entries)}")
 
 
 def warn_if_conflicting(entry: PluginEntry, passed_over: dict) -> None:

@@ -164,5 +164,36 @@ def build_on_meta_device(arch: str, *, in_channels: int = 3, num_classes: int = 
 
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore", UserWarning)  # "copying ... to a meta parameter is a no-op"
-        return ImageClassifier(arch, in_channels, num_classes, dropout=dropout, image_size=image_size,
-                               weights=weights, features_from=features_from)
+        module = ImageClassifier(arch, in_channels, num_classes, dropout=dropout, image_size=image_size,
+                                 weights=weights, features_from=features_from)
+        check_outputs(module, arch)
+    return module
+
+
+def check_outputs(module: ImageClassifier, arch) -> None:
+    """One small batch through the model (on the meta device: shapes only, nothing computed): logits must be
+    (N, classes) and embeddings (N, embedding_dim). A plugin's head with one class too many would otherwise
+    train to chance accuracy without a word, and one with too few fail deep inside the loss."""
+    from .registry import model_origin
+
+    side = module.image_size or module.min_size or 32
+    probe = torch.empty(2, module.in_channels, side, side, device="meta")
+    name = arch if isinstance(arch, str) else getattr(arch, "name", "?")
+    try:
+        origin = model_origin(name) if isinstance(arch, str) else "a ModelSpec object"
+    except UsageError:
+        origin = "?"
+    try:
+        with torch.no_grad():
+            features = module.features(probe)
+            logits, embedding = module.head(features), module.pool(features)
+    except Exception as exc:  # noqa: BLE001 - a plugin's module fails its own way
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no details"
+        raise ModelLoadError(f"model {name!r} ({origin}) fails on a batch of 2 images of {module.in_channels}x{side}x"
+                             f"{side}: {type(exc).__name__}: {detail}") from None
+    expected = {"logits": (2, module.num_classes), "embeddings": (2, module.embedding_dim)}
+    for what, got in (("logits", logits), ("embeddings", embedding)):
+        if tuple(got.shape) != expected[what]:
+            raise ModelLoadError(f"model {name!r} ({origin}) gives {what} of shape {tuple(got.shape)} for 2 images; "
+                                 f"{module.num_classes} classes need {expected[what]} "
+                                 "(docs/models.md#writing-a-model-plugin)")

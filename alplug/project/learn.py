@@ -107,6 +107,7 @@ def _next_batch(store: ProjectStore, n: int, echo, track=(), overlap=(1, 0.0)) -
         from ..modal_compat import active_learner_class
         from ..strategies.outputs import shared_model_outputs
 
+        check_project_model(store)  # before any pretraining or training
         labeled_pos = np.asarray([position[row[0]] for row in labeled], dtype=np.int64)
         held = _holdout(y, seed)
         echo(f"training {cfg.model} on {int((~held).sum())} labels ...")
@@ -187,6 +188,16 @@ def default_initial() -> str:
     from ..strategies import available_strategies
 
     return "typiclust" if "typiclust" in available_strategies() else "random"
+
+
+def check_project_model(store: ProjectStore) -> None:
+    """The project's model for its classes and images, built on the meta device with its outputs checked."""
+    from ..models import build_on_meta_device
+
+    cfg = store.settings
+    build_on_meta_device(cfg.model, in_channels=3 if is_colour(store.modes()) else 1, num_classes=len(store.classes),
+                         dropout=cfg.dropout, image_size=cfg.image_size or DEFAULT_IMAGE_SIZE, weights=cfg.weights,
+                         features_from=cfg.features_from)
 
 
 def _estimator(store: ProjectStore, cfg, paths, ids, seed: int, echo):

@@ -55,7 +55,29 @@ def bind_options(fn, name: str, options: dict):
         bound[key] = value
     if not bound:
         return fn
+    check = getattr(fn, CHECK_ATTRIBUTE, None)
+    if callable(check):  # the strategy's own check of its values, before any training
+        try:
+            problem = check(**{**accepted, **bound})
+        except (ValueError, TypeError) as exc:
+            problem = str(exc)
+        if problem:
+            raise UsageError(f"strategy {name!r}: {problem}")
     return functools.wraps(fn)(functools.partial(fn, **bound))
+
+
+CHECK_ATTRIBUTE = "alplug_check_options"
+
+
+def checks_options(check):
+    """Decorator: ``check(**options)`` (every option, defaults filled in) returns what is wrong with their values
+    or None; alplug calls it when ``--query-opt`` values are bound, so a bad value fails before round 0 trains.
+    Without it a value is only type-checked against its default, and anything else shows at the first query."""
+    def attach(fn):
+        setattr(fn, CHECK_ATTRIBUTE, check)
+        return fn
+
+    return attach
 
 
 def options_for(query: str, options: dict | None) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from alplug.strategies.options import checks_options
 from alplug.strategies.selection import select
 
 from .batchbald import greedy_batchbald
@@ -108,3 +109,16 @@ def variation_ratios(learner, X_pool, n_instances: int = 1, *, random_state=None
     """
     scores = _scores("variation-ratios", learner, X_pool, n_instances, T, random_state, _variation_ratio_scores)
     return select(scores, n_instances, largest=True, random_state=random_state, strategy="variation-ratios")
+
+
+def _check_options(T=20, num_draw=500, candidates=None, **_):
+    """What ``--query-opt`` values the MC strategies take, checked before any training."""
+    if T < 2:
+        return f"T = {T}, must be >= 2 stochastic passes"
+    if num_draw < 1 or (candidates is not None and candidates < 1):
+        return "num_draw and candidates must be positive integers"
+    return None
+
+
+for _strategy in (bald, batchbald, mc_entropy, variation_ratios, mc_least_confidence, mc_margin, mc_ratio):
+    checks_options(_check_options)(_strategy)
