@@ -224,7 +224,8 @@ def check_model(model, *, shapes=((1, 2), (3, 5))) -> None:
                     reused = ImageClassifier(spec, c, k + 1, weights=path)
                     if not all(torch.equal(v, reused.backbone.state_dict()[key])
                                for key, v in net.backbone.state_dict().items()):
-                        problems.append(f"{where}: its own checkpoint as --weights did not restore the backbone")
+                        problems.append(f"{where}: its own checkpoint as --weights did not restore the backbone (build() "
+                                        "should read a weights file with alplug.models.load_backbone_weights)")
                 except Exception as exc:
                     problems.append(f"{where}: its own checkpoint (a run's model.pt) is refused as --weights: "
                                     f"{type(exc).__name__}: {exc}")
