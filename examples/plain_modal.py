@@ -23,7 +23,7 @@ start = pool[:30]
 pool = pool[30:]
 
 torch.manual_seed(0)
-net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=8)
+net = make_estimator("resnet18", in_channels=1, num_classes=10, epochs=4)
 strategy = sys.argv[1] if len(sys.argv) > 1 else "entropy"
 learner = ActiveLearner(net, get_strategy(strategy), X_training=X[start], y_training=y[start])
 for round_ in range(1, 4):
