@@ -6,6 +6,7 @@ modAL (about 16 s together) are imported inside the commands that need them.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,12 +24,17 @@ _run_options = run_options()
 
 
 class AlplugGroup(click.Group):
-    """Turns alplug's own errors into one line on stderr (exit 2 for usage errors), never a traceback."""
+    """Turns alplug's own errors into one line on stderr (exit 2 for usage errors), never a traceback (unless
+    ``ALPLUG_TRACEBACK=1`` asks for it: a plugin's author debugging what their code raised)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except AlplugError as exc:
+            if os.environ.get("ALPLUG_TRACEBACK", "").strip() not in ("", "0"):
+                import traceback
+
+                traceback.print_exception(exc, file=sys.stderr)
             click.echo(f"alplug: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a read-only --out, a full disk, a file that vanished: the system's words

@@ -197,3 +197,10 @@ def test_the_model_check_passes_every_installed_model():
     for name in [n for n in available_models() if n != "timm"] + ["timm:resnet10t"]:
         module = build_on_meta_device(name, in_channels=1, num_classes=7)
         assert module.num_classes == 7
+
+
+def test_alplug_traceback_shows_what_a_plugin_raised(tmp_path, model_plugins, monkeypatch):
+    monkeypatch.setenv("ALPLUG_TRACEBACK", "1")
+    result = invoke("run", "--model", "meta-only", "--out", tmp_path / "r", *QUICK)
+    assert result.exit_code == 1 and "Traceback" in result.output and "fake_heads.py" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("alplug: error: training model 'meta-only'")
