@@ -36,7 +36,15 @@ def compare_on(out: Path, *backend_args):
     return result.output
 
 
-def check_study(out: Path, output: str, worker_pids: set[int]):
+@pytest.fixture(scope="module")
+def local_study(tmp_path_factory) -> Path:
+    """The same study on this machine, once for every cluster test to compare with."""
+    local = tmp_path_factory.mktemp("local") / "study"
+    compare_on(local)
+    return local
+
+
+def check_study(out: Path, output: str, worker_pids: set[int], local: Path):
     ran = finished_on(output)
     assert sorted(ran) == ["margin-s0", "random-s0"], output
     assert set(ran.values()) <= worker_pids and os.getpid() not in ran.values()  # the cluster ran them
@@ -44,8 +52,6 @@ def check_study(out: Path, output: str, worker_pids: set[int]):
         assert json.loads((out / "runs" / name / "result.json").read_text())["labels"] == 20
     assert (out / "report" / "report.html").is_file()
     # the cluster changes where runs execute, not what they do: same as on this machine (same threads)
-    local = out.parent / "local"
-    compare_on(local)
     for name in ran:
         drop = ("train_seconds", "query_seconds")
         a = [{k: v for k, v in r.items() if k not in drop} for r in rows(out / "runs" / name)]
@@ -62,12 +68,12 @@ def dask_cluster():
             yield cluster.scheduler_address, set(client.run(os.getpid).values())
 
 
-def test_compare_on_a_dask_cluster(tmp_path, dask_cluster):
+def test_compare_on_a_dask_cluster(tmp_path, dask_cluster, local_study):
     address, pids = dask_cluster
     out = tmp_path / "dask"
     output = compare_on(out, "--backend", "dask", "--scheduler", address)
     assert "on Dask scheduler" in output
-    check_study(out, output, pids)
+    check_study(out, output, pids, local_study)
 
 
 @pytest.fixture
@@ -90,14 +96,14 @@ def ray_cluster(monkeypatch):
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_compare_on_a_ray_cluster(tmp_path, ray_cluster):
+def test_compare_on_a_ray_cluster(tmp_path, ray_cluster, local_study):
     address, temp = ray_cluster
     out = tmp_path / "ray"
     output = compare_on(out, "--backend", "ray", "--address", address)
     assert f"on Ray cluster {address}" in output
     # the cluster's raylet logs each worker process it starts under its pid
     worker_pids = {int(p.stem.rsplit("-", 1)[1]) for p in Path(temp).glob("session_*/logs/worker-*.out")}
-    check_study(out, output, worker_pids)
+    check_study(out, output, worker_pids, local_study)
 
 
 @pytest.mark.parametrize("backend,option", [("ray", "--address"), ("dask", "--scheduler")])
