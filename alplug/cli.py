@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .cli_options import explicit_settings, run_options, track_option
+from .cli_options import explicit_settings, run_options, say_preparing, track_option
 from .cli_project import label, project
 from .config import RunConfig
 from .errors import AlplugError
@@ -62,13 +62,6 @@ def describe_os_error(exc: OSError) -> str:
 @click.version_option(__version__, prog_name="alplug")
 def cli():
     """Active learning for deep image classifiers: query strategies as plugins over modAL, skorch and torchvision."""
-
-
-def say_preparing(command: str) -> None:
-    """The command's first words, said before torch, torchvision and scikit-learn load (about 12 s on a 2-core
-    machine). On a terminal only: piped output, and the one-line errors of bad input, stay as they are."""
-    if sys.stderr.isatty():
-        click.echo(f"alplug {command}: loading torch and scikit-learn, then the data and the model ...", err=True)
 
 
 def _default_out(config: RunConfig) -> Path:

@@ -1,4 +1,5 @@
-"""The run settings as click options, shared by `alplug run`, `compare` and `project init`.
+"""The run settings as click options, shared by `alplug run`, `compare` and `project init`, and the first words
+those commands say while torch loads.
 
 Defaults shown in ``--help`` come from ``RunConfig``; only click and the standard library are imported.
 """
@@ -153,3 +154,12 @@ def track_option(f):
                         help="Track epochs, rounds, settings and results in TensorBoard or MLflow (repeatable; "
                              "default store inside the run, study or project directory; extras "
                              "alplug[tensorboard], alplug[mlflow]).")(f)
+
+
+def say_preparing(command: str) -> None:
+    """The command's first words, said before torch, torchvision and scikit-learn load (seconds on a 2-core
+    machine). On a terminal only: piped output, and the one-line errors of bad input, stay as they are."""
+    import sys
+
+    if sys.stderr.isatty():
+        click.echo(f"alplug {command}: loading torch and scikit-learn, then the data and the model ...", err=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import explicit_settings, run_options, track_option
+from .cli_options import explicit_settings, run_options, say_preparing, track_option
 from .config import RunConfig
 
 # The run settings that mean something for a labeling project (the data set is the project's folder,
@@ -119,8 +119,6 @@ def init(ctx, project_dir, images_dir, classes, **params):
 def next_(project_dir, n, fmt, out, image_url, track):
     """Train on the labels so far and queue the next batch (picked by --initial, typicality by default,
     while there are too few labels to train)."""
-    from .cli import say_preparing
-
     say_preparing("project next")
     from .errors import UsageError
     from .project.csvio import batch_csv

@@ -24,15 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MissingDependencyError, UsageError
+from .models.spec import (MAX_SIDECAR_BYTES, CachedBackboneError, load_backbone_file,  # noqa: F401 - re-exported
+                          recorded_digest)
 
 METHODS = ("simclr", "byol")
 # Part of every cache key: raise it when a change here changes what a pretraining produces (views, heads, loop),
 # so that no run starts from a backbone the current code would not make.
 RECIPE = 3
-
-
-class CachedBackboneError(UsageError):
-    """A cached backbone file that cannot be read or does not fit the model."""
 
 
 @dataclass(frozen=True)
@@ -324,20 +322,6 @@ def _locked(path: Path):
         os.close(fd)
 
 
-MAX_SIDECAR_BYTES = 64 * 1024
-
-
-def _recorded_digest(sidecar: Path) -> str | None:
-    """The digest the cache's JSON beside a backbone file records for it (None: none recorded, or unreadable)."""
-    from .userfiles import UserFileError, read_user_file
-
-    try:
-        digest = json.loads(read_user_file(sidecar, MAX_SIDECAR_BYTES, str(sidecar))).get("digest")
-    except (UserFileError, ValueError, RecursionError, AttributeError):
-        return None
-    return digest if isinstance(digest, str) else None
-
-
 def file_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -352,7 +336,7 @@ def _check_cached(path: Path, sidecar: Path, echo) -> None:
         data = read_user_file(path, 8 * 2**30, f"cached backbone {path}")
     except UserFileError as exc:
         raise CachedBackboneError(f"{exc}; remove it to pretrain again") from None
-    digest, recorded = file_digest(data), _recorded_digest(sidecar)
+    digest, recorded = file_digest(data), recorded_digest(sidecar)
     if recorded is None:
         try:
             values = json.loads(read_user_file(sidecar, MAX_SIDECAR_BYTES, str(sidecar)))
@@ -404,25 +388,3 @@ def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, 
         atomic_write(path, buf.getvalue(), exclusive=True)
         echo(f"self-supervised backbone: pretrained in {time.perf_counter() - started:.0f}s")
         return PretrainedBackbone(key, path, reused=False)
-
-
-def load_backbone_file(backbone, path: str | Path, dropped_parts: frozenset[str] = frozenset()) -> None:
-    """Load a cached backbone (``backbone.``-prefixed state dict) into ``backbone``; every key must fit, except
-    that weights of ``dropped_parts`` (top-level parts a ``--features-from`` cut removed) are passed over: a
-    whole pretrained backbone starts a cut one."""
-    from .models.spec import ModelWeightsError, load_state_dict_file
-
-    try:  # checked against the digest recorded when it was cached, on the very bytes loaded
-        state = load_state_dict_file(path, digest=_recorded_digest(Path(path).with_suffix(".json")))
-    except ModelWeightsError as exc:
-        raise CachedBackboneError(f"{exc}; remove the cached file to pretrain again") from None
-    state = {k[len("backbone."):]: v for k, v in state.items()
-             if k.startswith("backbone.") and k[len("backbone."):].split(".", 1)[0] not in dropped_parts}
-    try:
-        missing, unexpected = backbone.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise CachedBackboneError(f"cached backbone {path} does not fit the model: "
-                                  f"{str(exc).splitlines()[-1].strip()}") from None
-    if missing or unexpected:
-        raise CachedBackboneError(f"cached backbone {path} does not fit the model: {len(missing)} missing and "
-                                  f"{len(unexpected)} unexpected keys; remove it to pretrain again")

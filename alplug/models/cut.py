@@ -16,7 +16,12 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from .module import ImageClassifier  # module.py imports this module only inside ImageClassifier, so no cycle
+
+
+def pool_features(features: torch.Tensor) -> torch.Tensor:
+    """The embedding of backbone features: global average pooling of a feature map (a vector stays as it is).
+    ``ImageClassifier.pool`` is this function, kept here so that cutting needs nothing from the module."""
+    return features.mean(dim=(2, 3)) if features.dim() == 4 else features
 
 
 class PooledParts(nn.Module):
@@ -34,7 +39,7 @@ class PooledParts(nn.Module):
         for name, module in self.named_children():
             x = module(x)
             if name in self.taps:
-                pooled.append(ImageClassifier.pool(x).flatten(1))
+                pooled.append(pool_features(x).flatten(1))
         return torch.cat(pooled, dim=1)
 
 
@@ -70,13 +75,13 @@ def cut_backbone(backbone: nn.Module, part: str, probe: torch.Tensor, model: str
     shapes = {}
     try:
         with torch.no_grad():
-            whole = ImageClassifier.pool(backbone(probe))
+            whole = pool_features(backbone(probe))
             x = probe
             for name, layer in parts.items():  # one pass through the parts: the taps' outputs on the way
                 x = layer(x)
                 if name in taps:
                     shapes[name] = x.shape
-            in_order = ImageClassifier.pool(x)
+            in_order = pool_features(x)
     except RuntimeError as exc:
         raise UsageError(f"--features-from {part}: {model}'s parts do not run one after another "
                          f"({str(exc).splitlines()[0][:200]}); use a model whose backbone they do") from None

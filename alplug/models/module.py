@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
+from .cut import pool_features
 from .registry import ModelLoadError, get_model_spec
 from .small_maps import use_small_map_convolutions
-from .spec import ModelParts, ModelSpec
+from .spec import ModelParts, ModelSpec, load_backbone_file
 
 
 class ImageClassifier(nn.Module):
@@ -76,8 +77,6 @@ class ImageClassifier(nn.Module):
             dropped_parts = frozenset(whole - {name for name, _ in self.backbone.named_children()})
             head = nn.Linear(embedding_dim, num_classes)
         if backbone_file is not None:
-            from ..ssl import load_backbone_file
-
             load_backbone_file(self.backbone, backbone_file, dropped_parts)
         self.frozen = freeze_backbone
         if freeze_backbone:
@@ -134,10 +133,7 @@ class ImageClassifier(nn.Module):
         """Backbone output: the head's input (a vector, or a feature map for SqueezeNet)."""
         return self.backbone(self.prepare(x))
 
-    @staticmethod
-    def pool(features: torch.Tensor) -> torch.Tensor:
-        """The embedding of backbone features: global average pooling of a feature map."""
-        return features.mean(dim=(2, 3)) if features.dim() == 4 else features
+    pool = staticmethod(pool_features)  # the embedding of backbone features: global average pooling of a map
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer embedding, shape (N, embedding_dim)."""

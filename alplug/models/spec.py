@@ -25,6 +25,10 @@ class ModelWeightsError(UsageError):
     """Pretrained weights could not be found, downloaded or fitted."""
 
 
+class CachedBackboneError(UsageError):
+    """A cached self-supervised backbone file that cannot be read or does not fit the model."""
+
+
 @dataclass
 class ModelParts:
     """What ``ModelSpec.build`` returns.
@@ -170,3 +174,41 @@ def load_backbone_weights(backbone, weights: str, model_name: str) -> None:
     if missing or unexpected:
         raise ModelWeightsError(f"weights {weights!r} do not fit {model_name}: {len(missing)} missing and "
                                 f"{len(unexpected)} unexpected keys (e.g. {(missing + unexpected)[:3]})")
+
+
+# A self-supervised backbone (``alplug.ssl`` caches them) as every fit loads it: here, beside the other weight
+# loaders, so that building a model needs nothing from the training code that made the file.
+MAX_SIDECAR_BYTES = 64 * 1024
+
+
+def recorded_digest(sidecar: Path) -> str | None:
+    """The digest the cache's JSON beside a backbone file records for it (None: none recorded, or unreadable)."""
+    import json
+
+    from ..userfiles import UserFileError, read_user_file
+
+    try:
+        digest = json.loads(read_user_file(sidecar, MAX_SIDECAR_BYTES, str(sidecar))).get("digest")
+    except (UserFileError, ValueError, RecursionError, AttributeError):
+        return None
+    return digest if isinstance(digest, str) else None
+
+
+def load_backbone_file(backbone, path: str | Path, dropped_parts: frozenset[str] = frozenset()) -> None:
+    """Load a cached backbone (``backbone.``-prefixed state dict) into ``backbone``; every key must fit, except
+    that weights of ``dropped_parts`` (top-level parts a ``--features-from`` cut removed) are passed over: a
+    whole pretrained backbone starts a cut one."""
+    try:  # checked against the digest recorded when it was cached, on the very bytes loaded
+        state = load_state_dict_file(path, digest=recorded_digest(Path(path).with_suffix(".json")))
+    except ModelWeightsError as exc:
+        raise CachedBackboneError(f"{exc}; remove the cached file to pretrain again") from None
+    state = {k[len("backbone."):]: v for k, v in state.items()
+             if k.startswith("backbone.") and k[len("backbone."):].split(".", 1)[0] not in dropped_parts}
+    try:
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise CachedBackboneError(f"cached backbone {path} does not fit the model: "
+                                  f"{str(exc).splitlines()[-1].strip()}") from None
+    if missing or unexpected:
+        raise CachedBackboneError(f"cached backbone {path} does not fit the model: {len(missing)} missing and "
+                                  f"{len(unexpected)} unexpected keys; remove it to pretrain again")
