@@ -275,7 +275,7 @@ def test_with_features_from_only_the_cut_backbone_is_pretrained_and_it_starts_th
         # the head reads the pretrained last part (and, with several parts, the earlier ones before it)
         torch.testing.assert_close(cut.embed(x)[:, -again.embedding_dim:], again.embed(x))
     # the whole model cannot start from a cut backbone: the parts after the cut would stay random
-    with pytest.raises(ssl.CachedBackboneError, match="does not fit the model: .* missing"):
+    with pytest.raises(ssl.CachedBackboneError, match="do not fit the model: .* missing"):
         ImageClassifier("resnet18", 1, 10, image_size=16, backbone_file=str(made.path))
 
 
@@ -344,7 +344,7 @@ def test_a_damaged_cached_backbone_is_a_one_line_error_and_is_kept(tmp_path):
     assert bad.read_bytes() == b"not a checkpoint"
     other = tmp_path / "other.pt"
     torch.save({"backbone.nothing": torch.zeros(1)}, other)
-    with pytest.raises(ssl.CachedBackboneError, match="does not fit"):
+    with pytest.raises(ssl.CachedBackboneError, match="do not fit"):
         ImageClassifier("squeezenet1_1", 1, 10, backbone_file=str(other))
 
 

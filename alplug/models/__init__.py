@@ -9,9 +9,9 @@ from .module import ImageClassifier, build_on_meta_device
 from .registry import (GROUP, OPTIONAL_FAMILIES, ModelLoadError, available_models, discover_models, get_model_spec,
                        model_origin)
 from .spec import (IMAGENET_MEAN, IMAGENET_STD, ModelFamily, ModelParts, ModelSpec, ModelWeightsError,
-                   adapt_first_conv, load_backbone_weights, load_state_dict_file)
+                   adapt_first_conv, backbone_part, fit_state_dict, load_backbone_weights, load_state_dict_file)
 
 __all__ = ["GROUP", "IMAGENET_MEAN", "IMAGENET_STD", "OPTIONAL_FAMILIES", "ImageClassifier", "ModelFamily",
            "ModelLoadError", "ModelParts", "ModelSpec", "ModelWeightsError", "adapt_first_conv", "available_models",
-           "build_on_meta_device", "load_backbone_weights",
+           "backbone_part", "build_on_meta_device", "fit_state_dict", "load_backbone_weights",
            "discover_models", "get_model_spec", "load_state_dict_file", "model_origin"]

@@ -157,23 +157,38 @@ def adapt_first_conv(conv, in_channels: int):
     return new
 
 
+def backbone_part(state: dict, prefix: str = "") -> dict:
+    """The backbone's weights of a state dict: an alplug checkpoint (a run's ``model.pt``, a cached
+    self-supervised backbone) keeps them under ``backbone.``, here renamed to ``prefix`` + the rest; any other
+    state dict is taken as the backbone's own."""
+    if not any(k.startswith("backbone.") for k in state):
+        return state
+    return {prefix + k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+
+
+def fit_state_dict(module, state: dict, what: str, model_name: str, *, skip=lambda key: False,
+                   error=ModelWeightsError, advice: str = "") -> None:
+    """Load ``state`` into ``module``: every key must fit both ways, except those ``skip`` passes over (a
+    classifier that is replaced, parts a cut dropped). Shapes that differ, or keys missing or unexpected, are one
+    line naming ``what`` (the weights) and the model, with ``advice`` after it. The one loader of torchvision's,
+    timm's, a plugin's and a cached backbone's weights."""
+    try:
+        missing, unexpected = module.load_state_dict({k: v for k, v in state.items() if not skip(k)}, strict=False)
+    except RuntimeError as exc:  # tensor shapes that do not fit
+        raise error(f"{what} do not fit {model_name}: {str(exc).splitlines()[-1].strip()}{advice}") from None
+    missing = [k for k in missing if not skip(k)]
+    if missing or unexpected:
+        raise error(f"{what} do not fit {model_name}: {len(missing)} missing and {len(unexpected)} unexpected keys "
+                    f"(e.g. {(missing + unexpected)[:3]}){advice}")
+
+
 def load_backbone_weights(backbone, weights: str, model_name: str) -> None:
     """``--weights FILE`` into a plugin's backbone: a state dict of that backbone, or an alplug checkpoint
     (a run's ``model.pt``, whose backbone is stored under ``backbone.``; its head is not used). Every
     backbone weight must be there and fit."""
     if not Path(weights).expanduser().exists():
         raise ModelWeightsError(f"weights file {weights} does not exist; pass an existing state-dict file")
-    state = load_state_dict_file(weights)
-    if any(k.startswith("backbone.") for k in state):
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-    try:
-        missing, unexpected = backbone.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # tensor shapes that do not fit
-        raise ModelWeightsError(f"weights {weights!r} do not fit {model_name}: "
-                                f"{str(exc).splitlines()[-1].strip()}") from None
-    if missing or unexpected:
-        raise ModelWeightsError(f"weights {weights!r} do not fit {model_name}: {len(missing)} missing and "
-                                f"{len(unexpected)} unexpected keys (e.g. {(missing + unexpected)[:3]})")
+    fit_state_dict(backbone, backbone_part(load_state_dict_file(weights)), f"weights {weights!r}", model_name)
 
 
 # A self-supervised backbone (``alplug.ssl`` caches them) as every fit loads it: here, beside the other weight
@@ -202,13 +217,7 @@ def load_backbone_file(backbone, path: str | Path, dropped_parts: frozenset[str]
         state = load_state_dict_file(path, digest=recorded_digest(Path(path).with_suffix(".json")))
     except ModelWeightsError as exc:
         raise CachedBackboneError(f"{exc}; remove the cached file to pretrain again") from None
-    state = {k[len("backbone."):]: v for k, v in state.items()
-             if k.startswith("backbone.") and k[len("backbone."):].split(".", 1)[0] not in dropped_parts}
-    try:
-        missing, unexpected = backbone.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise CachedBackboneError(f"cached backbone {path} does not fit the model: "
-                                  f"{str(exc).splitlines()[-1].strip()}") from None
-    if missing or unexpected:
-        raise CachedBackboneError(f"cached backbone {path} does not fit the model: {len(missing)} missing and "
-                                  f"{len(unexpected)} unexpected keys; remove it to pretrain again")
+    state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    fit_state_dict(backbone, state, f"cached backbone {path}: its weights", "the model",
+                   skip=lambda key: key.split(".", 1)[0] in dropped_parts, error=CachedBackboneError,
+                   advice="; remove it to pretrain again")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from functools import partial
 
 from ..errors import UnknownNameError
-from .spec import ModelParts, ModelSpec, ModelWeightsError, adapt_first_conv, load_state_dict_file, looks_like_a_path
+from .spec import (ModelParts, ModelSpec, ModelWeightsError, adapt_first_conv, backbone_part, fit_state_dict,
+                   load_state_dict_file, looks_like_a_path)
 
 
 def _named_weights(arch: str, weights: str) -> dict:
@@ -40,10 +41,7 @@ def _weights(arch: str, weights: str, backbone_prefix: str) -> dict:
     if not Path(weights).expanduser().exists():
         raise ModelWeightsError(f"weights file {weights} does not exist; pass an existing state-dict file "
                                 "or a torchvision weights name such as DEFAULT")
-    state = load_state_dict_file(weights)
-    if any(k.startswith("backbone.") for k in state):
-        state = {backbone_prefix + k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-    return state
+    return backbone_part(load_state_dict_file(weights), backbone_prefix)
 
 
 def _stock(arch: str, weights: str | None, classifier: str, first_conv: str, backbone_prefix: str):
@@ -62,15 +60,8 @@ def _stock(arch: str, weights: str | None, classifier: str, first_conv: str, bac
         old = model.get_submodule(first_conv)
         model.set_submodule(first_conv, nn.Conv2d(w.shape[1], old.out_channels, old.kernel_size, old.stride,
                                                   old.padding, bias=old.bias is not None))
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # tensor shape mismatches
-        raise ModelWeightsError(f"weights {weights!r} do not fit {arch}: {str(exc).splitlines()[-1].strip()}") from None
-    missing = [k for k in missing if not k.startswith(classifier)]
-    if missing or unexpected:
-        raise ModelWeightsError(
-            f"weights {weights!r} do not fit {arch}: {len(missing)} missing and {len(unexpected)} unexpected "
-            f"keys (e.g. {(missing + unexpected)[:3]}); pass weights saved from a torchvision {arch}")
+    fit_state_dict(model, state, f"weights {weights!r}", arch, skip=lambda key: key.startswith(classifier),
+                   advice=f"; pass weights saved from a torchvision {arch}")
     return model
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from alplug.models import ModelFamily, ModelParts, ModelSpec, ModelWeightsError, load_state_dict_file
+from alplug.models import (ModelFamily, ModelParts, ModelSpec, ModelWeightsError, backbone_part, fit_state_dict,
+                           load_state_dict_file)
 
 __all__ = ["TIMM", "spec_for"]
 
@@ -50,18 +51,10 @@ def _load_file(model, name: str, path: str) -> None:
     if not Path(path).expanduser().exists():
         raise ModelWeightsError(f"weights file {path} does not exist; pass an existing state-dict file or a "
                                 f"timm pretrained tag (timm.list_pretrained('{name}*') lists them)")
-    state = load_state_dict_file(path)
-    if any(k.startswith("backbone.") for k in state):
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     classifier = _classifier_prefixes(model)
-    state = {k: v for k, v in state.items() if not (classifier and k.startswith(classifier))}
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # tensor shapes that do not fit
-        raise ModelWeightsError(f"weights {path!r} do not fit timm:{name}: {str(exc).splitlines()[-1].strip()}") from None
-    if missing or unexpected:
-        raise ModelWeightsError(f"weights {path!r} do not fit timm:{name}: {len(missing)} missing and "
-                                f"{len(unexpected)} unexpected keys (e.g. {(missing + unexpected)[:3]})")
+    state = {k: v for k, v in backbone_part(load_state_dict_file(path)).items()
+             if not (classifier and k.startswith(classifier))}
+    fit_state_dict(model, state, f"weights {path!r}", f"timm:{name}")
 
 
 def _build(name: str, in_channels: int, num_classes: int, weights: str | None) -> ModelParts:
