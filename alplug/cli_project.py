@@ -123,7 +123,7 @@ def next_(project_dir, n, fmt, out, image_url, track):
     from .errors import UsageError
     from .project.csvio import batch_csv
     from .project.learn import next_batch
-    from .rundir import atomic_write
+    from .userfiles import atomic_write
     from .tracking import parse_track
 
     parse_track(track)  # an unknown or missing tracker is refused before any work
@@ -205,7 +205,7 @@ def import_(ctx, project_dir, csv_file, who):
 def export(project_dir, out):
     """Write every label (path,label,who,at,source) as CSV."""
     from .project.csvio import export_labels
-    from .rundir import atomic_write
+    from .userfiles import atomic_write
 
     store = _open(project_dir)
     _refuse_existing(out)

@@ -46,7 +46,7 @@ def safe_rows(rows):
 
 def csv_text(header, rows) -> str:
     """A whole CSV file (``header`` then ``rows``), every cell neutralised: small files written at once,
-    so that ``rundir.atomic_write`` can put them in place whole or not at all."""
+    so that ``userfiles.atomic_write`` can put them in place whole or not at all."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([neutralise(h) for h in header])

@@ -22,7 +22,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 from .config import RunConfig
 from .csvcells import neutralise
 from .errors import UsageError
-from .userfiles import UserFileError, read_user_file
+from .userfiles import UserFileError, atomic_write, fsync_path, read_user_file
 
 HISTORY_COLUMNS = [
     "round", "labels", "queried", "train_seconds", "query_seconds", "train_loss",
@@ -41,50 +40,6 @@ HISTORY_COLUMNS = [
 ]
 # Columns that measure the machine, not the run: they differ between identical runs.
 TIMING_COLUMNS = ("train_seconds", "query_seconds")
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file, or a directory's entries (a rename), to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_umask() -> int:
-    mask = os.umask(0o022)  # the only portable way to read it is to set it; done once, at import
-    os.umask(mask)
-    return mask
-
-
-# mkstemp makes files 0600; files alplug writes get the mode any other new file would (0666 less the umask).
-FILE_MODE = 0o666 & ~_read_umask()
-
-
-def atomic_write(path: Path, data: bytes | str, *, exclusive: bool = False) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, flushed, then moved into place.
-
-    ``exclusive``: never replace an existing ``path`` (``FileExistsError``), for files the user names
-    (exports), which a full disk or an interrupt must not leave as a 0-byte file that blocks the next try.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        if exclusive:
-            os.link(tmp, path)  # atomic, and refuses an existing path
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_path(path.parent)  # the rename itself survives a power cut
 
 
 MAX_STATE_BYTES = 256 * 2**20

@@ -329,7 +329,7 @@ def file_digest(data: bytes) -> str:
 def _check_cached(path: Path, sidecar: Path, echo) -> None:
     """A cached backbone must be a regular file with the digest recorded when it was written. A file cached by an
     earlier alplug, which recorded none, has its digest recorded now (and is checked from then on)."""
-    from .rundir import atomic_write
+    from .userfiles import atomic_write
     from .userfiles import UserFileError, read_user_file
 
     try:
@@ -354,7 +354,7 @@ def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, 
                         echo=print, progress: bool = False, directory: Path | None = None,
                         weights: str | None = None) -> PretrainedBackbone:
     """The cached backbone for these settings and images, pretraining it first on a cache miss."""
-    from .rundir import atomic_write
+    from .userfiles import atomic_write
 
     directory = Path(directory) if directory is not None else cache_dir() / "backbones"
     try:

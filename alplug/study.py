@@ -20,7 +20,8 @@ from pathlib import Path
 from .backends import LOCAL, Backend
 from .config import RunConfig, check_settings
 from .errors import UsageError
-from .rundir import RunDirectory, atomic_write
+from .rundir import RunDirectory
+from .userfiles import atomic_write
 
 
 @dataclass(frozen=True)

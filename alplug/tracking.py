@@ -523,7 +523,7 @@ def read_tracking(directory: Path) -> dict:
 
 
 def write_tracking(directory: Path, records: dict) -> None:
-    from .rundir import atomic_write
+    from .userfiles import atomic_write
 
     atomic_write(directory / TRACKING_FILE, json.dumps(records, indent=1))
 

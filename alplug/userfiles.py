@@ -1,4 +1,4 @@
-"""Reading a file the user (or anyone who can write where it lies) hands us: one helper for every reader.
+"""Files from and for the user: one reader of what they hand us, one writer of what we hand back.
 
 A name can point at anything: a FIFO (opening it for reading blocks until a writer comes, forever), a device such
 as /dev/zero (endless), a directory, a file that grows while it is read. So the file is opened once without
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from .errors import UsageError
@@ -84,3 +85,51 @@ def printable(text: str, limit: int = 200) -> str:
     Python escapes, at most ``limit`` characters."""
     shown = text if text.isprintable() else repr(text)[1:-1]
     return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
+# ---- writing: whole or not at all ---------------------------------------------------------------------------------
+# Ours: neither the standard library nor our dependencies write a file atomically (a temporary file beside it,
+# flushed, renamed over it, the directory synced) and never leave a half or empty file behind.
+
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a directory's entries (a rename), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes files 0600; files alplug writes get the mode any other new file would (0666 less the umask).
+FILE_MODE = 0o666 & ~_read_umask()
+
+
+def atomic_write(path: Path, data: bytes | str, *, exclusive: bool = False) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, flushed, then moved into place.
+
+    ``exclusive``: never replace an existing ``path`` (``FileExistsError``), for files the user names
+    (exports), which a full disk or an interrupt must not leave as a 0-byte file that blocks the next try.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
+        if exclusive:
+            os.link(tmp, path)  # atomic, and refuses an existing path
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)  # the rename itself survives a power cut

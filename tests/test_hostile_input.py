@@ -491,19 +491,12 @@ def test_an_export_on_a_full_disk_leaves_no_file_to_block_the_next_try(tmp_path,
 
 
 def test_written_files_get_the_umask_mode_not_0600(tmp_path):
-    from alplug.rundir import atomic_write
+    import subprocess
+    import sys
 
-    old = os.umask(0o022)
-    try:
-        import importlib
-
-        import alplug.rundir
-
-        importlib.reload(alplug.rundir)
-        alplug.rundir.atomic_write(tmp_path / "a.txt", "x")
-        alplug.rundir.atomic_write(tmp_path / "b.txt", "x", exclusive=True)
-    finally:
-        os.umask(old)
+    # A fresh process: the mode is read from the umask when alplug.userfiles is imported.
+    script = ("import os, sys; os.umask(0o022); from pathlib import Path; from alplug.userfiles import atomic_write; "
+              "d = Path(sys.argv[1]); atomic_write(d / 'a.txt', 'x'); atomic_write(d / 'b.txt', 'x', exclusive=True)")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644
-    assert atomic_write  # the module's function as imported elsewhere is the same code

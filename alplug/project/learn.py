@@ -233,7 +233,7 @@ def _save_model(store: ProjectStore, estimator) -> None:
 
     import torch
 
-    from ..rundir import atomic_write
+    from ..userfiles import atomic_write
 
     buf = io.BytesIO()
     torch.save(estimator.module_.state_dict(), buf)
