@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .report import load_runs
+from .report import labels_to_reach, load_runs
 from .study import Study
 
 # Settings that tell a study's runs apart within it (strategy, seed), not recipes apart.
@@ -91,8 +91,8 @@ def metric_of(run: dict, kind: str, value: float | None) -> float | None:
         return None
     labels = run["labels"]
     if kind == "labels-to":
-        hit = np.flatnonzero(curve >= value)
-        return float(labels[hit[0]]) if len(hit) else float(labels[-1] + 1)  # censored: more than it used
+        reached = labels_to_reach(run, value, "test_curve")
+        return float(reached) if reached is not None else float(labels[-1] + 1)  # censored: more than it used
     at = np.flatnonzero(labels <= value)
     return float(curve[at[-1]]) if len(at) else None
 

@@ -71,11 +71,17 @@ def _load_run(path: Path, seed: int) -> dict:
             "pool": int(sizes.get("pool", 0)) + int(labels[0])}
 
 
+def round_reaching(curve: np.ndarray, target: float) -> int | None:
+    """The first round (index into a run's curve) whose accuracy is ``target`` or more; None: never."""
+    hit = np.flatnonzero(np.asarray(curve) >= target)
+    return int(hit[0]) if len(hit) else None
+
+
 def labels_to_reach(run: dict, target: float, curve: str = "val2") -> int | None:
     """The first number of labels at which val-2 (or ``curve="test_curve"``: test) accuracy reached ``target``
     (None: never)."""
-    hit = np.flatnonzero(run[curve] >= target)
-    return int(run["labels"][hit[0]]) if len(hit) else None
+    k = round_reaching(run[curve], target)
+    return None if k is None else int(run["labels"][k])
 
 
 def mean_curve(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,10 +117,9 @@ def normalised_aulc(run: dict) -> float:
 def label_cost(run: dict, goal: float, cost_label: float, lam: float) -> float | None:
     """Cost of reaching ``goal``: C_L·(initial labels) + K·C_T + Σ C_L·η_i over the K rounds needed,
     with C_T = λ·C_L the cost of one training round (the cost model of docs/study.md). None: goal not reached."""
-    hit = np.flatnonzero(run["val2"] >= goal)
-    if not len(hit):
+    k = round_reaching(run["val2"], goal)
+    if k is None:
         return None
-    k = int(hit[0])
     initial = int(run["labels"][0])
     queried = int(run["labels"][k] - initial)
     return cost_label * initial + k * lam * cost_label + cost_label * queried
