@@ -378,7 +378,8 @@ class MlflowTracker(Tracker):
     def open(self, directory: Path, config: dict, recorded: dict | None, name: str, tags: dict) -> dict:
         self.client, uri, experiment_id = mlflow_client(self.spec, directory)
         self.uri = uri
-        if recorded and recorded.get("uri") == uri and _run_exists(self.client, recorded.get("run_id")):
+        # tracking.json keeps the URI without its password (a run directory gets copied and shared)
+        if recorded and recorded.get("uri") in (redact(uri), uri) and _run_exists(self.client, recorded.get("run_id")):
             self.run = self.client.get_run(recorded["run_id"])
             self.client.update_run(self.run.info.run_id, status="RUNNING")
         else:
@@ -387,10 +388,11 @@ class MlflowTracker(Tracker):
                 run_tags["mlflow.parentRunId"] = self.parent_run_id
             self.run = self.client.create_run(experiment_id, run_name=name, tags=run_tags)
             log_params(self.client, self.run.info.run_id, flat_params(config))
-        return {"uri": uri, "run_id": self.run.info.run_id}
+        return {"uri": redact(uri), "run_id": self.run.info.run_id}
 
     def where(self) -> str:
-        shown = f"mlflow ui --backend-store-uri {self.uri}" if self.uri.startswith("sqlite:") else self.uri
+        uri = redact(self.uri)
+        shown = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else uri
         return f"tracking in MLflow: run {self.run.info.run_id} ({shown})"
 
     def callbacks(self):

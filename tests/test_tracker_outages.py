@@ -227,3 +227,24 @@ def test_artifacts_of_an_sqlite_store_go_beside_it_not_into_the_working_director
     (run,) = client.search_runs([client.get_experiment_by_name("alplug").experiment_id])
     assert (stores / "mlartifacts").is_dir() and any((stores / "mlartifacts").rglob("model.pt"))
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model.pt", "result.json"}
+
+
+def test_a_password_in_the_tracking_uri_is_neither_shown_nor_written(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import alplug.tracking as tracking
+
+    class Client:  # what MlflowTracker asks of MLflow's client, recorded
+        def create_run(self, experiment_id, run_name, tags):
+            return SimpleNamespace(info=SimpleNamespace(run_id="r1"))
+
+        def log_batch(self, *args, **kwargs):
+            pass
+
+    uri = "https://bob:s3cret@mlflow.lab"
+    monkeypatch.setattr(tracking, "mlflow_client", lambda spec, directory: (Client(), spec.where, "0"))
+    tracker = tracking.MlflowTracker(tracking.TrackSpec("mlflow", uri), 1)
+    record = tracker.open(tmp_path, {"query": "margin"}, None, "run", {})
+    tracking.write_tracking(tmp_path, {"mlflow": record})
+    assert "s3cret" not in tracker.where() and "bob:***@mlflow.lab" in tracker.where()
+    assert "s3cret" not in (tmp_path / TRACKING_FILE).read_text()  # was written as given
