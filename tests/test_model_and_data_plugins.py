@@ -295,3 +295,13 @@ def test_a_seeded_run_keeps_the_history_it_had_before_models_became_plugins(tmp_
             assert sorted(row["queried_ids"]) == sorted(old["queried_ids"])
             # The loss to float rounding only: convolutions over 1x1 maps now sum in another order (small_maps.py).
             assert row["train_loss"] == pytest.approx(old["train_loss"], rel=1e-4)
+
+
+def test_timm_models_with_a_layer_after_pooling_give_logits_that_fit():
+    """MobileNetV3 pools, then widens (conv_head: 288 -> 1024): the head must read the 1024. The output check
+    every command makes found the 288-wide head it had (a shape error at the first training step)."""
+    from alplug.models import build_on_meta_device
+
+    for name in ("timm:mobilenetv3_small_050", "timm:ghostnet_100", "timm:efficientnet_b0"):
+        module = build_on_meta_device(name, in_channels=1, num_classes=5)
+        assert module.num_classes == 5 and module.embedding_dim > 0

@@ -81,8 +81,10 @@ def _build(name: str, in_channels: int, num_classes: int, weights: str | None) -
                 f"cannot download timm's {tagged} weights ({type(exc).__name__}: {exc}); on a machine with "
                 f"internet save timm.create_model('{tagged}', pretrained=True).state_dict() and pass its "
                 "path to --weights") from None
-    return ModelParts(backbone=model, head=nn.Linear(model.num_features, num_classes),
-                      embedding_dim=int(model.num_features))
+    # With num_classes=0 a timm model returns its pre-logits features: head_hidden_size wide where a model has a
+    # hidden layer after pooling (MobileNetV3's conv_head: 1024, its num_features 288), num_features otherwise.
+    width = int(getattr(model, "head_hidden_size", None) or model.num_features)
+    return ModelParts(backbone=model, head=nn.Linear(width, num_classes), embedding_dim=width)
 
 
 def spec_for(name: str) -> ModelSpec:
