@@ -204,3 +204,21 @@ def test_alplug_traceback_shows_what_a_plugin_raised(tmp_path, model_plugins, mo
     result = invoke("run", "--model", "meta-only", "--out", tmp_path / "r", *QUICK)
     assert result.exit_code == 1 and "Traceback" in result.output and "fake_heads.py" in result.output
     assert result.output.strip().splitlines()[-1].startswith("alplug: error: training model 'meta-only'")
+
+
+def test_a_model_whose_operations_have_no_meta_kernel_is_checked_on_the_cpu(monkeypatch):
+    """An operation the meta device cannot run is no reason to refuse a model: the same batch goes through a real
+    module on the CPU, and only its outcome counts."""
+    import torch
+
+    from alplug.models import build_on_meta_device
+
+    real_linear = torch.nn.functional.linear
+
+    def no_meta_kernel(x, *args, **kwargs):
+        if x.is_meta:
+            raise NotImplementedError("Could not run 'aten::addmm' with arguments from the 'Meta' backend")
+        return real_linear(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", no_meta_kernel)
+    assert build_on_meta_device("resnet18", in_channels=1, num_classes=4).num_classes == 4

@@ -158,22 +158,29 @@ def build_on_meta_device(arch: str, *, in_channels: int = 3, num_classes: int = 
     skorch has no such dry run; ``initialize()`` would build the real module only to have ``fit`` rebuild it."""
     import warnings
 
+    args = dict(dropout=dropout, image_size=image_size, weights=weights, features_from=features_from)
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore", UserWarning)  # "copying ... to a meta parameter is a no-op"
-        module = ImageClassifier(arch, in_channels, num_classes, dropout=dropout, image_size=image_size,
-                                 weights=weights, features_from=features_from)
-        check_outputs(module, arch)
+        module = ImageClassifier(arch, in_channels, num_classes, **args)
+        try:
+            check_outputs(module, arch)
+            return module
+        except ModelLoadError:
+            pass
+    # An operation without a meta kernel (a plugin's custom op, a shape computed from data) fails there whatever the
+    # shapes: the same batch through a real module on the CPU decides, and its error is the one reported.
+    check_outputs(ImageClassifier(arch, in_channels, num_classes, **args).eval(), arch, device="cpu")
     return module
 
 
-def check_outputs(module: ImageClassifier, arch) -> None:
+def check_outputs(module: ImageClassifier, arch, device: str = "meta") -> None:
     """One small batch through the model (on the meta device: shapes only, nothing computed): logits must be
     (N, classes) and embeddings (N, embedding_dim). A plugin's head with one class too many would otherwise
     train to chance accuracy without a word, and one with too few fail deep inside the loss."""
     from .registry import model_origin
 
     side = module.image_size or module.min_size or 32
-    probe = torch.empty(2, module.in_channels, side, side, device="meta")
+    probe = torch.zeros(2, module.in_channels, side, side, device=device)
     name = arch if isinstance(arch, str) else getattr(arch, "name", "?")
     try:
         origin = model_origin(name) if isinstance(arch, str) else "a ModelSpec object"
