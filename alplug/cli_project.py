@@ -123,8 +123,8 @@ def next_(project_dir, n, fmt, out, image_url, track):
     from .errors import UsageError
     from .project.csvio import batch_csv
     from .project.learn import next_batch
-    from .userfiles import atomic_write
     from .tracking import parse_track
+    from .userfiles import atomic_write
 
     parse_track(track)  # an unknown or missing tracker is refused before any work
     if image_url is not None and fmt != "label-studio":
@@ -260,7 +260,7 @@ def _echo_agreement(store) -> None:
         click.echo(f"  {' - '.join(printable(a, 60) for a in pair['annotators'])}: Cohen's kappa {kappa} on "
                    f"{pair['shared']} shared image(s), {pair['agreed']} agreed")
     if len(pairs) > MAX_LINES:
-        click.echo(f"  ... and {len(pairs) - MAX_LINES} more pairs (the page's agreement panel lists them all)")
+        click.echo(f"  ... and {len(pairs) - MAX_LINES} more pairs (the page's agreement panel lists every pair counted)")
     if result["fleiss_kappa"] is not None:
         click.echo(f"  Fleiss' kappa {result['fleiss_kappa']:.3f} on the {result['fleiss_images']} image(s) "
                    "everyone labeled")
