@@ -25,7 +25,7 @@ import numpy as np
 from .config import RunConfig
 from .data import DataSet, Splits, load_dataset, make_splits
 from .rundir import RunDirectory, RunState
-from .schedule import next_batch_size
+from .labeling_rate import next_batch_size
 from .strategies.outputs import shared_model_outputs
 from .stopping import fires, parse_stop, stop_measures, stop_set
 from .strategies.schedules import chosen_by

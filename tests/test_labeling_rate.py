@@ -5,7 +5,7 @@ import pytest
 
 from alplug.config import RunConfig
 from alplug.errors import UsageError
-from alplug.schedule import next_batch_size
+from alplug.labeling_rate import next_batch_size
 
 from conftest import QUICK
 from test_cli import invoke, read_history
