@@ -123,6 +123,13 @@ def check_server(uri: str, timeout: float | None = None) -> None:
                          "when it is, or give --track mlflow to track inside the run directory")
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The file of an MLflow SQLite store URI: sqlite:////abs -> /abs, sqlite:///rel -> rel (None: not one)."""
+    if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+
+
 def check_sqlite(uri: str) -> None:
     """Fail at once when an MLflow SQLite store cannot be opened or created: MLflow retries for about two minutes
     first. Creates nothing (a probe file in the folder is removed at once)."""
@@ -130,10 +137,10 @@ def check_sqlite(uri: str) -> None:
     import tempfile
 
     shown = redact(uri)
-    if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):
+    path = sqlite_path(uri)
+    if path is None:
         raise UsageError(f"--track mlflow={shown}: give an SQLite store as sqlite:///RELATIVE.db or "
                          "sqlite:////ABSOLUTE/PATH.db")
-    path = Path(uri[len("sqlite:///"):].split("?", 1)[0])  # sqlite:////abs -> /abs, sqlite:///rel -> rel
     try:
         if path.exists():
             if not path.is_file():
@@ -459,9 +466,8 @@ def mlflow_client(spec: TrackSpec, default_dir: Path):
         if uri.lower().startswith(("http://", "https://")):
             for key, value in MLFLOW_HTTP_SETTINGS.items():
                 os.environ.setdefault(key, value)
-        elif uri.startswith("sqlite:///"):  # artifacts beside the store, not in ./mlruns wherever alplug started
-            store = Path(uri[len("sqlite:///"):].split("?", 1)[0]).expanduser().resolve()
-            artifacts = (store.parent / "mlartifacts").as_uri()
+        elif sqlite_path(uri) is not None:  # artifacts beside the store, not in ./mlruns wherever alplug started
+            artifacts = (sqlite_path(uri).expanduser().resolve().parent / "mlartifacts").as_uri()
     else:
         default_dir.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{(default_dir / 'mlflow.db').resolve()}"

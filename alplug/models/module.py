@@ -182,21 +182,24 @@ def check_outputs(module: ImageClassifier, arch, device: str = "meta") -> None:
     side = module.image_size or module.min_size or 32
     probe = torch.zeros(2, module.in_channels, side, side, device=device)
     name = arch if isinstance(arch, str) else getattr(arch, "name", "?")
-    try:
-        origin = model_origin(name) if isinstance(arch, str) else "a ModelSpec object"
-    except UsageError:
-        origin = "?"
+
+    def origin() -> str:  # entry-point discovery reads package metadata: only for a model that failed
+        try:
+            return model_origin(name) if isinstance(arch, str) else "a ModelSpec object"
+        except UsageError:
+            return "?"
+
     try:
         with torch.no_grad():
             features = module.features(probe)
             logits, embedding = module.head(features), module.pool(features)
     except Exception as exc:  # noqa: BLE001 - a plugin's module fails its own way
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no details"
-        raise ModelLoadError(f"model {name!r} ({origin}) fails on a batch of 2 images of {module.in_channels}x{side}x"
-                             f"{side}: {type(exc).__name__}: {detail}") from None
+        raise ModelLoadError(f"model {name!r} ({origin()}) fails on a batch of 2 images of {module.in_channels}x"
+                             f"{side}x{side}: {type(exc).__name__}: {detail}") from None
     expected = {"logits": (2, module.num_classes), "embeddings": (2, module.embedding_dim)}
     for what, got in (("logits", logits), ("embeddings", embedding)):
         if tuple(got.shape) != expected[what]:
-            raise ModelLoadError(f"model {name!r} ({origin}) gives {what} of shape {tuple(got.shape)} for 2 images; "
+            raise ModelLoadError(f"model {name!r} ({origin()}) gives {what} of shape {tuple(got.shape)} for 2 images; "
                                  f"{module.num_classes} classes need {expected[what]} "
                                  "(docs/models.md#writing-a-model-plugin)")

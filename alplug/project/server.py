@@ -28,8 +28,9 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..errors import UsageError
 from .images import open_inside
-from .store import ProjectStore
+from .store import ProjectStore, check_annotator
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 KEYS = list("1234567890qwertyiopadfghjklcvbnm")  # one per class; Backspace undoes, Space skips
@@ -253,9 +254,12 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
         value = data.get("who")
         if value is None:
             return annotator
-        if not isinstance(value, str) or not 0 < len(value.strip()) <= MAX_WHO_CHARS or not value.isprintable():
+        if not isinstance(value, str) or len(value) > MAX_WHO_CHARS:  # the page's field is shorter than the store's
             abort(400, f"who must be a name of 1 to {MAX_WHO_CHARS} printable characters")
-        return value.strip()
+        try:
+            return check_annotator(value.strip())
+        except UsageError:
+            abort(400, f"who must be a name of 1 to {MAX_WHO_CHARS} printable characters")
 
     def image_id(data) -> int:
         value = data.get("image_id")
