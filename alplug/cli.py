@@ -121,13 +121,15 @@ def run(ctx, out, resume, config_file, verbose, track, **params):
     # Settings, data and model are all checked here, before a new directory exists.
     tags = {"strategy": config.query, "seed": config.seed, "dataset": config.dataset, "model": config.model}
     job = ActiveLearningRun(config, echo=click.echo, progress=sys.stderr.isatty() and not verbose,
-                            tracking=TrackingPlan(track_specs, tags=tags) if track_specs else None)
+                            tracking=TrackingPlan(track_specs, tags=tags) if track_specs else None,
+                            recipe_given=None if resume else set(given))
+    config = job.config  # with a recipe's settings
     if verbose:
         job.estimator.set_params(verbose=1)
     if resume:
         job.check_resumable(run_dir)  # state.json against this run's splits, before anything is said or done
     if run_dir is None:
-        run_dir = RunDirectory.create(out_path, config)
+        run_dir = RunDirectory.create(out_path, config, recipe_lines=job.recipe_lines)
     sizes = job.splits.sizes()
     if config.initial is not None and not resume:  # picked once the run starts (after any pretraining)
         sizes["initial"] = f"{config.n_initial} by {config.initial}"
@@ -222,20 +224,33 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
     base = dataclasses.replace(RunConfig(), **given)
     check_run_settings(dataclasses.replace(base, seed=first_seed), queries, echo=click.echo)
     targets_, lambdas_ = _numbers(targets, "--targets"), _numbers(lambdas, "--lambdas")
-    study = Study(Path(out) if out else Path("studies") / time.strftime("%Y%m%d-%H%M%S"), queries,
-                  list(range(first_seed, first_seed + seeds)), base)
-    if not (study.path / "study.toml").exists():  # the data once, and the model for it on the meta device
+    study_path = Path(out) if out else Path("studies") / time.strftime("%Y%m%d-%H%M%S")
+    # The data once, and the model for it on the meta device; a recipe is resolved on it (again when the study is
+    # resumed: the same data and settings give the same choices, which study.toml then confirms).
+    if base.recipe is not None or not (study_path / "study.toml").exists():
         from .checks import check_model_fits
         from .data import load_dataset, make_splits
 
         data = load_dataset(base.dataset, base.data_dir, image_size=base.image_size)
-        check_model_fits(base, data, make_splits(data, seed=first_seed, n_start=None if base.initial else base.n_start, test_size=base.test_size,
-                                                 val1_size=base.val1_size, val2_size=base.val2_size))
+        splits = make_splits(data, seed=first_seed, n_start=None if base.initial else base.n_start,
+                             test_size=base.test_size, val1_size=base.val1_size, val2_size=base.val2_size)
+        if base.recipe is not None:
+            from .presets import resolve_recipe
+
+            base, recipe_lines = resolve_recipe(base, data, splits, set(given) | {"query", "seed"})
+            for line in recipe_lines:
+                click.echo(line)
+        check_model_fits(base, data, splits)
+    study = Study(study_path, queries, list(range(first_seed, first_seed + seeds)), base)
     from .backends import study_backend
     from .tracking import open_study_tracking
 
     with study_backend(backend, address or scheduler) as where:  # connects (or fails) before anything is written
         study.prepare()
+        if base.recipe is not None and not (study.path / "recipe.txt").exists():
+            from .userfiles import atomic_write
+
+            atomic_write(study.path / "recipe.txt", "\n".join(recipe_lines) + "\n")
         parent = open_study_tracking(study, track_specs, echo=click.echo)
         try:
             outcomes = run_study(study, jobs=jobs, echo=click.echo, backend=where, threads=threads,
@@ -291,12 +306,13 @@ def report(study_dir, targets, goal, label_cost, lambdas):
               help="What to compare: test (final test accuracy), labels-to=ACC (labels to reach a test accuracy), "
                    "acc-at=N (test accuracy at N labels).")
 def recipes(studies, metric):
-    """Compare training recipes: studies of the same strategies and seeds made with other settings (--ssl, --semi,
-    epochs, ...), each against the first, paired by strategy and seed (Wilcoxon, Holm-corrected). STUDY::STRATEGY
-    takes one strategy of a study, paired by seed alone.
+    """List the named recipes (--recipe NAME), or compare training recipes: studies of the same strategies and seeds
+    made with other settings (--ssl, --semi, epochs, ...), each against the first, paired by strategy and seed
+    (Wilcoxon, Holm-corrected). STUDY::STRATEGY takes one strategy of a study, paired by seed alone.
 
     \b
     Examples:
+      alplug recipes
       alplug recipes studies/supervised studies/ssl-frozen studies/ssl-frozen-fixmatch
       alplug recipes --metric labels-to=0.95 studies/a::random studies/b::typiclust
     """
@@ -305,6 +321,11 @@ def recipes(studies, metric):
     from .study import Study
 
     parse_metric(metric)
+    if not studies:
+        from .presets import describe_recipes
+
+        click.echo(describe_recipes())
+        return
     if len(studies) < 2:
         raise UsageError("give two or more study directories: the first is the baseline the others are tested against")
     arms = [parse_arm(text) for text in studies]

@@ -9,7 +9,7 @@ import dataclasses
 
 import click
 
-from .config import RunConfig
+from .config import RECIPE_NAMES, RunConfig
 
 DEFAULTS = RunConfig()
 
@@ -18,6 +18,9 @@ def _run_option_list():
     """The settings of RunConfig as click options; defaults shown in --help come from RunConfig."""
     d = DEFAULTS
     return [
+        click.option("--recipe", type=click.Choice(RECIPE_NAMES), default=None,
+                     help="A named training recipe: sets the settings you do not give, says what it chose and why "
+                          "(`alplug recipes` lists them; few-labels: tens to a few hundred labels). [default: none]"),
         click.option("--query", "-q", default=d.query, show_default=True,
                      help="Query strategy name (see `alplug strategies`)."),
         click.option("--query-opt", "query_options", multiple=True, metavar="KEY=VALUE",

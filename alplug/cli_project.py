@@ -13,7 +13,7 @@ from .config import RunConfig
 
 # The run settings that mean something for a labeling project (the data set is the project's folder,
 # and the person labeling decides when to stop).
-PROJECT_SETTINGS = ("query", "query_options", "initial", "model", "image_size", "per_round", "epochs", "lr", "batch_size",
+PROJECT_SETTINGS = ("recipe", "query", "query_options", "initial", "model", "image_size", "per_round", "epochs", "lr", "batch_size",
                     "weight_decay", "optimizer", "augment", "hflip", "weights", "dropout", "freeze_backbone",
                     "features_from", "ssl", "ssl_epochs", "semi", "semi_weight", "semi_threshold", "semi_ratio",
                     "device", "seed")
@@ -82,20 +82,40 @@ def init(ctx, project_dir, images_dir, classes, **params):
     path = Path(project_dir)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UsageError(f"{path} already exists; choose another PROJECT directory (nothing is overwritten)")
-    settings = dataclasses.replace(RunConfig(), dataset="project", **explicit_settings(ctx, params))
+    given = explicit_settings(ctx, params)
+    settings = dataclasses.replace(RunConfig(), dataset="project", **given)
     from .checks import check_run_settings
     from .models import build_on_meta_device
 
     check_run_settings(settings, echo=click.echo)  # bad settings and unknown strategies fail before anything is made
     from .project.learn import DEFAULT_IMAGE_SIZE
 
+    root = Path(images_dir).expanduser().resolve()
+    rows, recipe_lines = None, []
+    if settings.recipe is not None:  # resolved once, on the project's images; project next trains with the result
+        from .data.sources import is_colour
+        from .presets import DataFacts, apply_recipe
+
+        rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
+        readable = [r for r in rows if r[1]]
+        facts = DataFacts(channels=3 if is_colour({r[3] for r in readable}) else 1,
+                          side=settings.image_size or DEFAULT_IMAGE_SIZE, classes=len(names), pool=len(readable),
+                          labels=None)
+        settings, recipe_lines = apply_recipe(settings, facts, set(given))
+        for line in recipe_lines:
+            click.echo(line)
+
     # an unknown model, a missing or foreign weights file, or a model whose outputs do not fit fails now
     build_on_meta_device(settings.model, num_classes=len(names), dropout=settings.dropout,
                          image_size=settings.image_size or DEFAULT_IMAGE_SIZE, weights=settings.weights,
                          features_from=settings.features_from)
-    root = Path(images_dir).expanduser().resolve()
-    rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
+    if rows is None:
+        rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
     store = ProjectStore.create(path, root, names, settings, rows)
+    if recipe_lines:
+        from .userfiles import atomic_write
+
+        atomic_write(path / "recipe.txt", "\n".join(recipe_lines) + "\n")
     readable = sum(1 for r in rows if r[1])
     unreadable = f" ({len(rows) - readable} unreadable, left out)" if len(rows) > readable else ""
     click.echo(f"alplug project: {path} with {readable} images from {root}{unreadable}, classes {', '.join(names)}; "

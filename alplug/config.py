@@ -8,12 +8,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import UsageError
+from .presets import RECIPES
 
 
 @dataclass
 class RunConfig:
     """Everything that decides what a run does. The defaults are the README's quick digits run."""
 
+    recipe: str | None = None        # a named preset (alplug.presets) that fills the settings not given
     query: str = "margin"
     query_options: dict = field(default_factory=dict)
     model: str = "resnet18"
@@ -66,6 +68,8 @@ class RunConfig:
                           ("seed", 0)):
             if getattr(self, name) < low:
                 problems.append(f"--{name.replace('_', '-')} = {getattr(self, name)}, must be >= {low}")
+        if self.recipe is not None and self.recipe not in RECIPE_NAMES:
+            problems.append(f"--recipe = {self.recipe!r}, must be one of {', '.join(RECIPE_NAMES)}")
         if self.initial is not None and not self.initial.strip():
             problems.append("--initial is empty")
         # A labeling project's batches are sized by `project next -n`: it takes --initial alone.
@@ -167,6 +171,7 @@ MAX_IMAGE_SIZE = 4096
 # tests/test_low_budget.py checks that the lists agree.
 SSL_METHODS = ("simclr", "byol")
 SEMI_METHODS = ("entropy", "pseudo", "fixmatch")
+RECIPE_NAMES = tuple(RECIPES)
 
 # What each setting may hold, by the annotation of its RunConfig field.
 _KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",

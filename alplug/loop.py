@@ -134,7 +134,10 @@ class ActiveLearningRun:
     """Prepares data, estimator and learner for a run directory, then runs rounds until a stop rule fires."""
 
     def __init__(self, config: RunConfig, echo: Callable[[str], None] = print, progress: bool = False,
-                 tracking=None, measure_stop: bool | None = None):
+                 tracking=None, measure_stop: bool | None = None, recipe_given: set[str] | None = None):
+        """``recipe_given``: for a new run with ``--recipe``, the settings the user gave (the recipe fills the
+        others, once the data is loaded); None for a run whose settings are resolved already (resumed, or one run
+        of a study)."""
         from .checks import check_model_fits, check_run_settings
 
         self.config, self.echo, self.progress = config, echo, progress
@@ -152,6 +155,17 @@ class ActiveLearningRun:
         self.splits: Splits = make_splits(self.data, seed=config.seed, n_start=None if config.initial else config.n_start,
                                           test_size=config.test_size, val1_size=config.val1_size,
                                           val2_size=config.val2_size)
+        self.recipe_lines: list[str] = []
+        if config.recipe is not None and recipe_given is not None:
+            from .presets import resolve_recipe
+
+            resolved, self.recipe_lines = resolve_recipe(config, self.data, self.splits, recipe_given)
+            for line in self.recipe_lines:
+                echo(line)
+            if resolved.image_size != config.image_size:  # the images as the recipe's size makes them
+                self.data = load_dataset(resolved.dataset, resolved.data_dir, image_size=resolved.image_size)
+            self.config = config = resolved
+            self.strategy = check_run_settings(config)[config.query]
         # A bad architecture, weights file or budget fails here, before the caller creates a run directory.
         check_model_fits(config, self.data, self.splits)
         self.oracle = Oracle(self.data.y)

@@ -2,7 +2,8 @@
 
 Layout::
 
-    config.toml          resolved settings (feed it back with --config)
+    config.toml          resolved settings (feed it back with --config), a --recipe's included
+    recipe.txt           with --recipe: what the recipe chose and why
     state.json           the commit point: rounds done, labeled ids, history rows
     history.csv          one row per round, rewritten from state.json at every commit
     checkpoint/          model (and optimizer) parameters after the last committed round
@@ -133,8 +134,9 @@ class RunDirectory:
 
     # ---- creation and opening -------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, config: RunConfig) -> "RunDirectory":
-        """A new run directory; an existing non-empty one is never touched."""
+    def create(cls, path: str | Path, config: RunConfig, recipe_lines: list[str] = ()) -> "RunDirectory":
+        """A new run directory; an existing non-empty one is never touched. ``recipe_lines``: what ``--recipe``
+        chose and why, kept in ``recipe.txt``."""
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise UsageError(f"{path} already exists; continue it with `alplug run --resume {path}` "
@@ -143,6 +145,8 @@ class RunDirectory:
         run = cls(path)
         (path / "checkpoint").mkdir(exist_ok=True)
         atomic_write(path / "config.toml", config.to_toml())
+        if recipe_lines:
+            atomic_write(path / "recipe.txt", "\n".join(recipe_lines) + "\n")
         return run
 
     @classmethod

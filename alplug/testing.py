@@ -137,8 +137,9 @@ def check_model(model, *, shapes=((1, 2), (3, 5))) -> None:
     batch smaller than the model's input size (upsampled) and one at it, and checks: logits of shape
     (N, K); ``head(features)`` equal to the forward pass; embeddings of ``embedding_dim``; the dropout
     layer first in the head, at the given rate and the only randomness in train mode (MC dropout runs
-    head-only); gradients reaching the backbone; the state dict reloading strictly; and the module's own
-    checkpoint accepted as ``--weights``.
+    head-only); gradients reaching the backbone (unless it has no parameters at all: fixed features, such as the
+    scattering model's); the state dict reloading strictly; and the module's own checkpoint accepted as
+    ``--weights``.
     """
     import tempfile
 
@@ -209,7 +210,8 @@ def check_model(model, *, shapes=((1, 2), (3, 5))) -> None:
                 net.train()
                 loss = torch.nn.functional.cross_entropy(net(x), torch.arange(3) % k)
                 loss.backward()
-                if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.backbone.parameters()):
+                learns = list(net.backbone.parameters())
+                if learns and not any(p.grad is not None and p.grad.abs().sum() > 0 for p in learns):
                     problems.append(f"{where}: no gradient reaches the backbone")
             except Exception as exc:
                 problems.append(f"{where}: a training step failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,58 @@
+"""The scattering model's backbone as a torch module (imported only when a model is built: torch is slow to load)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+
+ORIENTATIONS = 8  # kymatio's L
+
+
+def coefficients(scales: int, orientations: int = ORIENTATIONS) -> int:
+    """Coefficients per channel of a scattering transform of order 2: 1 + J·L + L²·J(J-1)/2."""
+    return 1 + scales * orientations + orientations ** 2 * scales * (scales - 1) // 2
+
+
+def _scattering_class():
+    """kymatio's 2-D torch frontend, imported alone: ``kymatio.torch`` also imports the 3-D transform, which fails
+    on SciPy 1.15 and later (``scipy.special.sph_harm`` is gone) and which alplug does not use."""
+    try:
+        from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
+    except ImportError as exc:
+        raise UsageError(f"the scattering model needs kymatio ({exc}); install it with `pip install kymatio`") \
+            from None
+    return ScatteringTorch2D
+
+
+class ScatteringBackbone(nn.Module):
+    """Images (N, C, H, W) to log-scattering coefficients (N, C·K, H/2^J, W/2^J). No parameters, no state: kymatio
+    builds its filters for one input shape, so one transform is kept per shape (and device) met."""
+
+    def __init__(self, scales: int):
+        super().__init__()
+        self.scales = scales
+        self._transforms: dict = {}
+
+    def _transform(self, height: int, width: int, device):
+        key = (height, width, str(device))
+        if key not in self._transforms:
+            if min(height, width) < 2 ** self.scales:
+                raise UsageError(f"the scattering model with {self.scales} scales needs images of at least "
+                                 f"{2 ** self.scales} px; pass a larger --image-size")
+            self._transforms[key] = _scattering_class()(J=self.scales, shape=(height, width), L=ORIENTATIONS).to(device)
+        return self._transforms[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if x.device.type == "meta":  # shapes only (alplug's output check): nothing is computed there
+            return x.new_empty(n, c * coefficients(self.scales), h // 2 ** self.scales, w // 2 ** self.scales)
+        s = self._transform(h, w, x.device)(x.float().contiguous())  # (N, C, K, h', w')
+        # log(1 + 10·|S|) brings the orders' magnitudes together; the sign is kept for order 0, a local mean of
+        # inputs normalised to about [-1, 1] (orders 1 and 2 are moduli)
+        return (torch.sign(s) * torch.log1p(s.abs() * 10.0)).flatten(1, 2)
+
+    def __getstate__(self):  # the transforms are rebuilt on use: pickles and deep copies stay small
+        state = self.__dict__.copy()
+        state["_transforms"] = {}
+        return state

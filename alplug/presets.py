@@ -1,0 +1,115 @@
+"""Named training recipes: ``--recipe NAME`` sets, for one run, study or labeling project, the settings that make a
+measured best practice, so that a user types one flag rather than a line of options copied from a doc.
+
+A recipe sets only what the user left alone: every setting given on the command line or in a ``--config`` file wins,
+option by option. It may look at the data (channels, image size, classes, pool size, labels) and says what it chose
+and why, in the run's output and in ``recipe.txt`` beside ``config.toml``, which holds every setting it chose. It is
+resolved once, when a run, study or project starts; ``--resume`` reads the resolved settings back and never
+resolves again, so a resumed run is the run that started. ``alplug recipes`` (no arguments) lists the recipes with
+their evidence. docs/low-budget.md has the studies behind each.
+
+No library offers presets that depend on the data: this module is ours.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What a recipe may look at: the data as the run loads it (before the recipe's own settings)."""
+
+    channels: int
+    side: int          # the smaller side of the images, as loaded
+    classes: int
+    pool: int          # images the run may label (pool and initial set)
+    labels: int | None  # the labels of round 0 when known (--n-start x classes, or --n-initial)
+
+
+@dataclass(frozen=True)
+class Choice:
+    setting: str
+    value: object
+    why: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named preset. ``choose(facts)`` -> the settings it sets, each with the reason said to the user."""
+
+    name: str
+    summary: str
+    evidence: str
+    choose: Callable[[DataFacts], list[Choice]]
+
+
+def _few_labels(facts: DataFacts) -> list[Choice]:
+    channels = "each of the 3 colour channels" if facts.channels == 3 else f"{facts.channels} channel(s)"
+    return [
+        Choice("model", "scattering", f"label-free wavelet scattering features of {channels}: no pretraining, and "
+                                      "on folders unlike digits a head on them beat training from scratch"),
+        Choice("image_size", 32, "the scattering head reads an 8x8 grid, which 2 scales give at 32 px"),
+        Choice("freeze_backbone", True, "the features are fixed: each image's are computed once per run"),
+        Choice("epochs", 100, "a linear head on cached features: 100 epochs take seconds"),
+    ]
+
+
+RECIPES = {
+    "few-labels": Recipe(
+        "few-labels", "tens to a few hundred labels, no pretrained weights that fit the images",
+        "docs/low-budget.md#one-flag-for-few-labels: 10 seeds on digits, hard-digits, shapes and textures", _few_labels),
+}
+
+
+def as_option(setting: str, value) -> str:
+    """``--name value``, or ``--name`` / ``--no-name`` for a switch, as a user would type it."""
+    flag = setting.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
+
+
+def describe_recipes() -> str:
+    """``alplug recipes``: each recipe, what it is for, its evidence and its choices on a typical folder."""
+    example = DataFacts(channels=3, side=32, classes=10, pool=1000, labels=100)
+    lines = []
+    for recipe in RECIPES.values():
+        settings = " ".join(as_option(c.setting, c.value) for c in recipe.choose(example))
+        lines += [f"{recipe.name}: {recipe.summary}", f"  evidence: {recipe.evidence}",
+                  f"  sets (colour images, 10 classes, 100 labels): {settings}",
+                  f"  use: alplug run --recipe {recipe.name} (or compare, project init); any option you give wins"]
+    return "\n".join(lines)
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise UnknownNameError("recipe", name, list(RECIPES)) from None
+
+
+def apply_recipe(config, facts: DataFacts, given: set[str]):
+    """``(config with the recipe's settings, lines saying what it chose)``; settings in ``given`` (what the user
+    set) are kept and said to be kept."""
+    recipe = get_recipe(config.recipe)
+    changes, lines = {}, [f"recipe {recipe.name}: {recipe.summary} ({recipe.evidence})"]
+    for choice in recipe.choose(facts):
+        if choice.setting in given:
+            lines.append(f"  {as_option(choice.setting, getattr(config, choice.setting))}: yours, kept (the recipe "
+                         f"would use {as_option(choice.setting, choice.value)})")
+        else:
+            changes[choice.setting] = choice.value
+            lines.append(f"  {as_option(choice.setting, choice.value)}: {choice.why}")
+    return dataclasses.replace(config, **changes), lines
+
+
+def resolve_recipe(config, data, splits, given: set[str]):
+    """``apply_recipe`` with the facts of a loaded data set and a seed's splits."""
+    labels = config.n_initial if config.initial is not None else len(splits.initial)
+    facts = DataFacts(channels=data.channels, side=int(min(data.X.shape[-2:])), classes=data.n_classes,
+                      pool=len(splits.pool) + len(splits.initial), labels=labels)
+    return apply_recipe(config, facts, given)

@@ -1,0 +1,187 @@
+"""Named recipes (--recipe, alplug.presets) and the label-free scattering model they use (docs/low-budget.md)."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from alplug.cli import cli
+from alplug.config import RunConfig
+from alplug.errors import UsageError
+from alplug.models.module import ImageClassifier, build_on_meta_device
+from alplug.presets import RECIPES, DataFacts, apply_recipe
+
+# A run that finishes in seconds: 300 digits, one label per class, one head epoch (the user's, kept).
+SMALL = ["--n-start", "1", "--per-round", "5", "--epochs", "1", "--test-size", "100", "--val1-size", "40",
+         "--val2-size", "40"]
+
+
+@pytest.fixture(scope="module")
+def small_npz(tmp_path_factory, digits):
+    path = tmp_path_factory.mktemp("data") / "digits300.npz"
+    np.savez(path, X=digits.X[:300, 0], y=digits.y[:300])
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+# ---- the scattering model ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("channels, side", [(1, 32), (3, 48)])
+def test_scattering_is_fixed_and_fits_any_channel_count_and_size(channels, side):
+    model = ImageClassifier("scattering", channels, 7, image_size=side).eval()
+    assert not list(model.backbone.parameters()) and not list(model.backbone.buffers())  # nothing to learn or save
+    x = torch.randint(0, 256, (3, channels, side, side), dtype=torch.uint8)
+    features = model.features(x)
+    assert features.shape == (3, channels * 81, side // 4, side // 4) and torch.isfinite(features).all()
+    assert model(x).shape == (3, 7) and model.embed(x).shape == (3, model.embedding_dim) == (3, channels * 81)
+    torch.testing.assert_close(pickle.loads(pickle.dumps(model))(x), model(x))  # studies ship models between
+    torch.testing.assert_close(copy.deepcopy(model)(x), model(x))                # processes; evaluation copies them
+    build_on_meta_device("scattering", in_channels=channels, num_classes=7, image_size=side)  # the output check
+
+
+def test_scattering_sees_an_inverted_image_alike_but_for_its_mean():
+    """Orders 1 and 2 are moduli of wavelet responses: the same for an image and its negative (light on dark or
+    dark on light, as in hard-digits); order 0, a local mean, changes sign."""
+    model = ImageClassifier("scattering", 1, 3).eval()
+    x = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
+    a, b = model.features(x), model.features(255 - x)
+    torch.testing.assert_close(a[:, 1:], b[:, 1:], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(a[:, :1], -b[:, :1], atol=1e-4, rtol=1e-4)
+    assert a[:, 1:].abs().max() > 0.1  # not trivially zero
+
+
+def test_scattering_refuses_weights_and_too_small_images(tmp_path):
+    with pytest.raises(UsageError, match="no pretrained weights named 'DEFAULT'"):
+        ImageClassifier("scattering", 1, 3, weights="DEFAULT")
+    other = tmp_path / "squeezenet.pt"
+    torch.save(ImageClassifier("squeezenet1_1", 1, 3).state_dict(), other)
+    with pytest.raises(UsageError, match="do not fit scattering: 0 missing and 50 unexpected keys"):
+        ImageClassifier("scattering", 1, 3, weights=str(other))
+    with pytest.raises(UsageError, match="at least 4 px"):
+        ImageClassifier("scattering", 1, 3, image_size=2).eval()(torch.zeros(1, 1, 2, 2))
+
+
+# ---- the recipe, as settings -------------------------------------------------------------------------------------
+
+FACTS = DataFacts(channels=3, side=32, classes=10, pool=1000, labels=100)
+
+
+def test_a_recipe_sets_only_what_the_user_left_and_says_why():
+    config = RunConfig(recipe="few-labels", epochs=7)
+    resolved, lines = apply_recipe(config, FACTS, given={"epochs", "recipe"})
+    assert resolved.model == "scattering" and resolved.freeze_backbone and resolved.image_size == 32
+    assert resolved.epochs == 7  # the user's, kept
+    assert any(line.startswith("  --epochs 7: yours, kept") for line in lines)
+    assert any(line.startswith("  --model scattering: ") for line in lines)
+    resolved.validate()  # every recipe's choices are valid settings
+    for recipe in RECIPES.values():
+        for choice in recipe.choose(FACTS):
+            assert hasattr(config, choice.setting), f"{recipe.name} sets an unknown setting {choice.setting}"
+
+
+def test_an_unknown_recipe_is_one_line():
+    assert invoke("run", "--recipe", "few-label").exit_code == 2
+    with pytest.raises(UsageError, match="--recipe = 'x', must be one of few-labels"):
+        RunConfig(recipe="x").validate()
+
+
+def test_recipes_without_studies_lists_the_recipes_with_their_evidence():
+    result = invoke("recipes")
+    assert result.exit_code == 0
+    assert "few-labels:" in result.output and "evidence: docs/low-budget.md" in result.output
+    assert "--model scattering" in result.output and "--freeze-backbone" in result.output
+
+
+# ---- the recipe, in runs, studies and projects -------------------------------------------------------------------
+
+def test_run_with_a_recipe_records_its_choices_and_keeps_the_users(small_npz, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--recipe", "few-labels", "--dataset", f"npz:{small_npz}", *SMALL, "--rounds", "1",
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "recipe few-labels:" in result.output and "--epochs 1: yours, kept (the recipe would use" in result.output
+    settings = RunConfig.from_toml(out / "config.toml")
+    assert (settings.recipe, settings.model, settings.freeze_backbone, settings.epochs) == \
+        ("few-labels", "scattering", True, 1)
+    assert "--model scattering:" in (out / "recipe.txt").read_text()
+    again = invoke("run", "--resume", out, "--recipe", "few-labels")  # the same flag again is no change
+    assert again.exit_code == 0, again.output
+    assert "recipe few-labels:" not in again.output  # resolved once, when the run started
+
+
+def test_a_recipe_run_killed_and_resumed_is_the_run_that_was_not(small_npz, tmp_path):
+    args = ["--recipe", "few-labels", "--dataset", f"npz:{small_npz}", *SMALL, "--rounds", "3", "--seed", "2"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert invoke("run", "--out", whole, *args).exit_code == 0
+    n = str(torch.get_num_threads())
+    env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+    proc = subprocess.Popen([sys.executable, "-m", "alplug", "run", "--out", str(killed), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            state = killed / "state.json"
+            if state.exists() and json.loads(state.read_text())["round"] >= 1:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run never committed round 1")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (killed / "result.json").exists()
+    result = invoke("run", "--resume", killed)
+    assert result.exit_code == 0, result.output
+    a, b = (json.loads((d / "state.json").read_text()) for d in (killed, whole))
+    assert a["queried"] == b["queried"] and len(a["queried"]) == 15
+    assert (killed / "config.toml").read_text() == (whole / "config.toml").read_text()
+
+
+def test_compare_resolves_a_recipe_once_and_resumes_the_study(small_npz, tmp_path):
+    out = tmp_path / "study"
+    args = ["compare", "--recipe", "few-labels", "--dataset", f"npz:{small_npz}", *SMALL, "--rounds", "0",
+            "--query", "random", "--seeds", "2", "--out", out]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert "--epochs 1: yours, kept" in first.output and (out / "recipe.txt").is_file()
+    runs = list((out / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        settings = RunConfig.from_toml(run / "config.toml")
+        assert (settings.model, settings.epochs, settings.recipe) == ("scattering", 1, "few-labels")
+    again = invoke(*args)  # the same command resumes it: the recipe resolves to the same settings
+    assert again.exit_code == 0, again.output
+
+
+def test_a_labeling_project_with_a_recipe_trains_what_it_chose(tmp_path):
+    from project_helpers import batch_rows, make_project, write_labels
+
+    from alplug.project import ProjectStore
+
+    project, truth = make_project(tmp_path, 8, "--recipe", "few-labels")
+
+    store = ProjectStore(project)
+    settings = store.settings
+    store.close()
+    assert (settings.recipe, settings.model, settings.freeze_backbone) == ("few-labels", "scattering", True)
+    assert settings.epochs == 1 and settings.image_size == 32  # the project's own options win
+    assert "--model scattering:" in (project / "recipe.txt").read_text()
+    paths = sorted(truth)
+    write_labels(tmp_path / "labels.csv", [(p, truth[p]) for p in paths[::2]])
+    assert invoke("project", "import", project, tmp_path / "labels.csv").exit_code == 0
+    result = invoke("project", "next", project, "-n", 3, "--out", tmp_path / "b.csv")
+    assert result.exit_code == 0 and "trained on" in result.output, result.output
+    assert len(batch_rows(tmp_path / "b.csv")) == 3
