@@ -98,6 +98,21 @@ class RecalibrateBatchNorm(Callback):
             torch.optim.swa_utils.update_bn(loader, net.module_, device=net.device)
 
 
+class FitHeadStatistics(Callback):
+    """Before each fit, head layers with a ``fit_statistics(features)`` method (the scattering model's per-coefficient
+    standardisation) get the backbone features of the training images: a scaler fitted on the training set, as
+    scikit-learn's StandardScaler is in a pipeline (skorch has no such step). Fixed buffers, not batch statistics:
+    MC-dropout passes and predictions see the same standardisation."""
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        layers = [m for m in net.module_.head.modules() if callable(getattr(m, "fit_statistics", None))]
+        if not layers or X is None:
+            return
+        features = torch.from_numpy(net.features_of(X))
+        for layer in layers:
+            layer.fit_statistics(features)
+
+
 class EpochProgress(Callback):
     """One self-overwriting progress line per fit on a terminal, silent otherwise."""
 
@@ -284,6 +299,18 @@ class ImageClassifierNet(NeuralNetClassifier):
             filled[todo] = True
         return features[ids]
 
+    def features_of(self, X) -> np.ndarray:
+        """The backbone features of ``X`` (ids into ``images``, or images): a frozen backbone's from its cache."""
+        dataset = self.get_dataset(X)
+        if getattr(self.module_, "frozen", False) and isinstance(dataset, IndexedImages):
+            return self.backbone_features(dataset.ids)
+        out = []
+        loader = DataLoader(dataset, batch_size=getattr(self, "iterator_valid__batch_size", 256), shuffle=False)
+        with self.evaluation_module(len(dataset)) as fast, torch.inference_mode(), self.autocast():
+            for Xi, _ in loader:
+                out.append(fast.features(Xi.to(self.device)).float().cpu().numpy())
+        return np.concatenate(out)
+
     def get_dataset(self, X, y=None):
         """With ``images`` set, a 1-d integer ``X`` holds ids into it, read lazily batch by batch."""
         if self.images is not None and is_index_array(X):
@@ -421,7 +448,7 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
     if device.startswith("cuda"):
         extra["iterator_train__pin_memory"] = True
         extra["iterator_valid__pin_memory"] = True
-    callbacks = [("recalibrate_bn", RecalibrateBatchNorm())]
+    callbacks = [("head_statistics", FitHeadStatistics()), ("recalibrate_bn", RecalibrateBatchNorm())]
     if progress:
         callbacks.append(("progress", EpochProgress()))
     train_split = None

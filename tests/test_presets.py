@@ -185,3 +185,26 @@ def test_a_labeling_project_with_a_recipe_trains_what_it_chose(tmp_path):
     result = invoke("project", "next", project, "-n", 3, "--out", tmp_path / "b.csv")
     assert result.exit_code == 0 and "trained on" in result.output, result.output
     assert len(batch_rows(tmp_path / "b.csv")) == 3
+
+
+def test_the_scattering_head_is_standardised_on_the_training_features_before_each_fit(digits):
+    """FitHeadStatistics: per coefficient, over the training images and positions; fixed afterwards, so a prediction
+    and an MC-dropout pass see the same scaling."""
+    from alplug.estimators import make_estimator
+
+    net = make_estimator("scattering", in_channels=1, num_classes=10, epochs=1, images=digits.X, freeze_backbone=True)
+    first, second = np.arange(0, 40), np.arange(40, 100)
+    for ids in (first, second):
+        net.fit(ids, digits.y[ids])
+        features = torch.from_numpy(net.features_of(ids))
+        standardise = net.module_.head[1]
+        torch.testing.assert_close(standardise.mean, features.mean(dim=(0, 2, 3), keepdim=True))
+        torch.testing.assert_close(standardise.std, features.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+    scaled = standardise(features)
+    assert abs(float(scaled.mean())) < 1e-4 and abs(float(scaled.std()) - 1) < 0.05
+    mean, std = standardise.mean.clone(), standardise.std.clone()
+    net.module_.head.train()  # MC dropout's mode: a pass in it moves nothing (a BatchNorm would)
+    with torch.no_grad():
+        net.module_.head(torch.from_numpy(net.features_of(first)))
+    net.module_.head.eval()
+    assert torch.equal(standardise.mean, mean) and torch.equal(standardise.std, std)

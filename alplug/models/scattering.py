@@ -24,7 +24,7 @@ GRID = 8  # the head reads each coefficient on a GRID x GRID grid
 def build_scattering(scales: int, in_channels: int, num_classes: int, weights: str | None) -> ModelParts:
     from torch import nn
 
-    from .scattering_module import ScatteringBackbone, coefficients
+    from .scattering_module import CoefficientStandardize, ScatteringBackbone, coefficients
 
     backbone = ScatteringBackbone(scales)
     if weights is not None:
@@ -37,7 +37,8 @@ def build_scattering(scales: int, in_channels: int, num_classes: int, weights: s
         fit_state_dict(backbone, state, f"weights {weights!r}", "scattering")
 
     k = in_channels * coefficients(scales)
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(GRID), nn.Flatten(), nn.Linear(k * GRID * GRID, num_classes))
+    head = nn.Sequential(CoefficientStandardize(k), nn.AdaptiveAvgPool2d(GRID), nn.Flatten(),
+                         nn.Linear(k * GRID * GRID, num_classes))
     return ModelParts(backbone=backbone, head=head, embedding_dim=k)
 
 
