@@ -36,7 +36,9 @@ class ModelParts:
     backbone: an ``nn.Module`` from prepared images (N, C, H, W) to features: a vector (N, D) or a
         feature map (N, D, h, w) that global average pooling turns into the (N, D) embedding.
     head: an ``nn.Module`` from those features to logits (N, num_classes), with no dropout of its own
-        (alplug adds it in front). An ``nn.Sequential`` head is spliced in after the dropout layer.
+        (alplug adds it in front). An ``nn.Sequential`` head is spliced in after the dropout layer. A layer of
+        the head with a ``fit_statistics(features)`` method is given the training images' backbone features
+        before each fit (a scaler fitted on the training set; the scattering model's standardisation).
     embedding_dim: D.
     """
 
