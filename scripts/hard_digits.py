@@ -8,10 +8,10 @@ layout `--dataset folder:PATH` reads (docs/low-budget.md uses it).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
+from image_folder import main, save
 
 
 def write(root: Path, seed: int = 0) -> int:
@@ -40,16 +40,9 @@ def write(root: Path, seed: int = 0) -> int:
         ink = (rng.uniform(165, 255) if dark else rng.uniform(0, 90)) + rng.uniform(-15, 15, 3)
         region = canvas[top:top + h, left:left + w]
         canvas[top:top + h, left:left + w] = region * (1 - mask[..., None]) + ink * mask[..., None]
-        path = root / str(label) / f"{i:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), mode="RGB").save(path)
+        save(root, str(label), i, canvas)
     return len(digits.target)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python scripts/hard_digits.py FOLDER")
-    out = Path(sys.argv[1])
-    if out.exists() and any(out.iterdir()):
-        sys.exit(f"{out} exists and is not empty; choose another folder")
-    print(f"wrote {write(out)} images to {out}/")
+    main(write, "hard_digits.py")

@@ -8,10 +8,10 @@ random gradient, stray strokes and dots of other colours, noise). One sub-folder
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
+from image_folder import main, save
 
 SIDE = 32
 SCALE = 4  # drawn at 4x and downsampled, for anti-aliased edges
@@ -65,8 +65,6 @@ def _rotate(points, angle, scale, cx, cy):
 
 
 def _draw_shape(draw, name, angle, scale, cx, cy, colour, background, width):
-    from PIL import ImageDraw  # noqa: F401  (the draw object comes from it)
-
     spec = SHAPES[name]
     box = lambda rx, ry, dx=0.0: [cx + scale * (dx - rx), cy - scale * ry, cx + scale * (dx + rx), cy + scale * ry]
     if spec == "ring":
@@ -136,18 +134,10 @@ def write(root: Path, seed: int = 0) -> int:
             _draw_shape(draw, name, rng.uniform(-np.pi / 9, np.pi / 9), scale, cx, cy, colour, mean,
                         0 if filled else int(rng.integers(5, 10)))
             small = np.asarray(image.resize((SIDE, SIDE), Image.Resampling.LANCZOS), dtype=np.float64)
-            small = np.clip(small + rng.normal(0, 8, small.shape), 0, 255).astype(np.uint8)
-            path = root / f"{label:02d}-{name}" / f"{count:04d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(small, mode="RGB").save(path)
+            save(root, f"{label:02d}-{name}", count, small + rng.normal(0, 8, small.shape))
             count += 1
     return count
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python scripts/shapes.py FOLDER")
-    out = Path(sys.argv[1])
-    if out.exists() and any(out.iterdir()):
-        sys.exit(f"{out} exists and is not empty; choose another folder")
-    print(f"wrote {write(out)} images to {out}/")
+    main(write, "shapes.py")

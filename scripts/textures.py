@@ -9,10 +9,10 @@ docs/low-budget.md reports every recipe on it.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
+from image_folder import main, save
 
 SIDE = 32
 PER_CLASS = 80
@@ -91,8 +91,6 @@ KINDS = ("stripes-fine", "stripes-coarse", "checks-fine", "checks-coarse", "dots
 
 
 def write(root: Path, seed: int = 0) -> int:
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:SIDE, 0:SIDE].astype(float)
     count = 0
@@ -105,18 +103,10 @@ def write(root: Path, seed: int = 0) -> int:
             image = a * (1 - field[..., None]) + b * field[..., None]
             g = rng.uniform(0.6, 1.0) + rng.uniform(-0.4, 0.4) * (xx / SIDE - 0.5)[..., None] \
                 + rng.uniform(-0.4, 0.4) * (yy / SIDE - 0.5)[..., None]
-            image = np.clip(image * g + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
-            path = root / f"{label:02d}-{kind}" / f"{count:04d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image, mode="RGB").save(path)
+            save(root, f"{label:02d}-{kind}", count, image * g + rng.normal(0, 10, image.shape))
             count += 1
     return count
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python scripts/textures.py FOLDER")
-    out = Path(sys.argv[1])
-    if out.exists() and any(out.iterdir()):
-        sys.exit(f"{out} exists and is not empty; choose another folder")
-    print(f"wrote {write(out)} images to {out}/")
+    main(write, "textures.py")

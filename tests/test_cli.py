@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from alplug.cli import cli
 
 from conftest import QUICK
+from kills import run_and_kill_after_round
 from data_formats import write_image_folder
 
 
@@ -196,27 +197,7 @@ def test_resume_after_kill_gives_the_same_run(tmp_path):
     assert invoke("run", "--out", whole, *args).exit_code == 0
 
     killed = tmp_path / "killed"
-    # The killed run's rounds must sum floats as this process's runs do: with its thread count, not a new
-    # process's default or what earlier tests left in the environment (Dask's test cluster: MKL_NUM_THREADS=1).
-    import torch
-
-    n = str(torch.get_num_threads())
-    threads = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
-    proc = subprocess.Popen([sys.executable, "-m", "alplug", "run", "--out", str(killed), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=threads)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            state = killed / "state.json"
-            if state.exists() and json.loads(state.read_text())["round"] >= 1:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the run never committed round 1")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert not (killed / "result.json").exists()  # it really was cut short
+    run_and_kill_after_round(args, killed)
 
     result = invoke("run", "--resume", killed)
     assert result.exit_code == 0, result.output

@@ -3,17 +3,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import pickle
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from kills import run_and_kill_after_round
 
 from alplug.cli import cli
 from alplug.config import RunConfig
@@ -127,23 +123,7 @@ def test_a_recipe_run_killed_and_resumed_is_the_run_that_was_not(small_npz, tmp_
     args = ["--recipe", "few-labels", "--dataset", f"npz:{small_npz}", *SMALL, "--rounds", "3", "--seed", "2"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert invoke("run", "--out", whole, *args).exit_code == 0
-    n = str(torch.get_num_threads())
-    env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
-    proc = subprocess.Popen([sys.executable, "-m", "alplug", "run", "--out", str(killed), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            state = killed / "state.json"
-            if state.exists() and json.loads(state.read_text())["round"] >= 1:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the run never committed round 1")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert not (killed / "result.json").exists()
+    run_and_kill_after_round(args, killed)
     result = invoke("run", "--resume", killed)
     assert result.exit_code == 0, result.output
     a, b = (json.loads((d / "state.json").read_text()) for d in (killed, whole))
