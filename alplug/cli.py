@@ -124,6 +124,8 @@ def run(ctx, out, resume, config_file, verbose, track, **params):
                             tracking=TrackingPlan(track_specs, tags=tags) if track_specs else None,
                             recipe_given=None if resume else set(given))
     config = job.config  # with a recipe's settings
+    if job.tracking is not None:
+        job.tracking.tags["model"] = config.model  # the model a recipe chose
     if verbose:
         job.estimator.set_params(verbose=1)
     if resume:

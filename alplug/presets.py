@@ -39,15 +39,20 @@ class Choice:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named preset. ``choose(facts)`` -> the settings it sets, each with the reason said to the user."""
+    """A named preset. ``choose(facts, yours)`` -> the settings it sets, each with the reason said to the user;
+    ``yours``: the settings the user gave, by name (those are kept whatever it returns)."""
 
     name: str
     summary: str
     evidence: str
-    choose: Callable[[DataFacts], list[Choice]]
+    choose: Callable[[DataFacts, dict], list[Choice]]
 
 
-def _few_labels(facts: DataFacts) -> list[Choice]:
+def _few_labels(facts: DataFacts, yours: dict) -> list[Choice]:
+    if yours.get("model", "scattering") != "scattering":
+        # Freezing a randomly initialised backbone, or a 32 px cap on a pretrained one, would be no advice at all.
+        return [Choice("model", "scattering", "the recipe's other settings were measured with the scattering model "
+                                              "only, so with yours it sets nothing else")]
     channels = "each of the 3 colour channels" if facts.channels == 3 else f"{facts.channels} channel(s)"
     return [
         Choice("model", "scattering", f"label-free wavelet scattering features of {channels}: no pretraining, and "
@@ -80,7 +85,7 @@ def describe_recipes() -> str:
     example = DataFacts(channels=3, side=32, classes=10, pool=1000, labels=100)
     lines = []
     for recipe in RECIPES.values():
-        settings = " ".join(as_option(c.setting, c.value) for c in recipe.choose(example))
+        settings = " ".join(as_option(c.setting, c.value) for c in recipe.choose(example, {}))
         lines += [f"{recipe.name}: {recipe.summary}", f"  evidence: {recipe.evidence}",
                   f"  sets (colour images, 10 classes, 100 labels): {settings}",
                   f"  use: alplug run --recipe {recipe.name} (or compare, project init); any option you give wins"]
@@ -99,10 +104,10 @@ def apply_recipe(config, facts: DataFacts, given: set[str]):
     set) are kept and said to be kept."""
     recipe = get_recipe(config.recipe)
     changes, lines = {}, [f"recipe {recipe.name}: {recipe.summary} ({recipe.evidence})"]
-    for choice in recipe.choose(facts):
+    for choice in recipe.choose(facts, {name: getattr(config, name) for name in given}):
         if choice.setting in given:
             lines.append(f"  {as_option(choice.setting, getattr(config, choice.setting))}: yours, kept (the recipe "
-                         f"would use {as_option(choice.setting, choice.value)})")
+                         f"would use {as_option(choice.setting, choice.value)}: {choice.why})")
         else:
             changes[choice.setting] = choice.value
             lines.append(f"  {as_option(choice.setting, choice.value)}: {choice.why}")

@@ -85,8 +85,16 @@ def test_a_recipe_sets_only_what_the_user_left_and_says_why():
     assert resolved.weight_decay == 0.01
     resolved.validate()  # every recipe's choices are valid settings
     for recipe in RECIPES.values():
-        for choice in recipe.choose(FACTS):
+        for choice in recipe.choose(FACTS, {}):
             assert hasattr(config, choice.setting), f"{recipe.name} sets an unknown setting {choice.setting}"
+
+
+def test_with_a_model_of_your_own_few_labels_sets_nothing_it_was_not_measured_with():
+    config = RunConfig(recipe="few-labels", model="resnet18")
+    resolved, lines = apply_recipe(config, FACTS, given={"model", "recipe"})
+    assert resolved == config  # no frozen random ResNet, no 32 px cap
+    assert any("--model resnet18: yours, kept" in line for line in lines)
+    assert any("sets nothing else" in line for line in lines)
 
 
 def test_an_unknown_recipe_is_one_line():
