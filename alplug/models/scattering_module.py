@@ -61,9 +61,9 @@ class ScatteringBackbone(nn.Module):
 class CoefficientStandardize(nn.Module):
     """(x - mean) / std per coefficient (channel of the map), over the images and positions of the training set:
     fitted before each fit by ``alplug.estimators.FitHeadStatistics``. The log-coefficients' scales differ by
-    coefficient; a head trained by Adam on them as they are did 4 points worse on a held-out folder than on
-    standardised ones (docs/low-budget.md). Per coefficient, not per position: 243 statistics, stable from a few
-    labeled images, where 15,552 per-position ones were not."""
+    coefficient, and a head trained by Adam on them as they are learned less (docs/low-budget.md's ablation). Per
+    coefficient, not per position: one statistic per channel of the map is stable from a few labeled images, one
+    per position was not."""
 
     def __init__(self, channels: int):
         super().__init__()
