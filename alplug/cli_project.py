@@ -97,9 +97,9 @@ def init(ctx, project_dir, images_dir, classes, **params):
         from .presets import DataFacts, apply_recipe
 
         rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
-        readable = [r for r in rows if r[1]]
-        facts = DataFacts(channels=3 if is_colour({r[3] for r in readable}) else 1,
-                          side=settings.image_size or DEFAULT_IMAGE_SIZE, classes=len(names), pool=len(readable),
+        usable = [r for r in rows if r[1]]
+        facts = DataFacts(channels=3 if is_colour({r[3] for r in usable}) else 1,
+                          side=settings.image_size or DEFAULT_IMAGE_SIZE, classes=len(names), pool=len(usable),
                           labels=None)
         settings, recipe_lines = apply_recipe(settings, facts, set(given))
         for line in recipe_lines:
