@@ -9,7 +9,7 @@ import dataclasses
 
 import click
 
-from .config import RECIPE_NAMES, RunConfig
+from .config import RECIPE_NAMES, SEMI_METHODS, SSL_METHODS, RunConfig
 
 DEFAULTS = RunConfig()
 
@@ -95,12 +95,12 @@ def _run_option_list():
                           "of several side by side (layer1,layer2,layer3); the parts after the last are dropped "
                           "(--ssl pretrains only the parts kept). "
                           "[default: the whole backbone]"),
-        click.option("--ssl", type=click.Choice(["simclr", "byol"]), default=None,
+        click.option("--ssl", type=click.Choice(SSL_METHODS), default=None,
                      help="Self-supervised pretraining of the backbone on the run's unlabeled images before round 0 "
                           "(needs alplug[ssl]); cached and reused by runs on the same images. [default: off]"),
         click.option("--ssl-epochs", type=int, default=d.ssl_epochs, show_default=True,
                      help="Epochs of --ssl pretraining."),
-        click.option("--semi", type=click.Choice(["entropy", "pseudo", "fixmatch"]), default=None,
+        click.option("--semi", type=click.Choice(SEMI_METHODS), default=None,
                      help="Semi-supervised training on the unlabeled pool alongside the labels (docs/low-budget.md). "
                           "[default: off]"),
         click.option("--semi-weight", type=float, default=d.semi_weight, show_default=True,
