@@ -249,10 +249,10 @@ def compare(ctx, seeds, jobs, backend, address, scheduler, threads, out, config_
 
     with study_backend(backend, address or scheduler) as where:  # connects (or fails) before anything is written
         study.prepare()
-        if base.recipe is not None and not (study.path / "recipe.txt").exists():
-            from .userfiles import atomic_write
+        if base.recipe is not None:
+            from .presets import record_choices
 
-            atomic_write(study.path / "recipe.txt", "\n".join(recipe_lines) + "\n")
+            record_choices(study.path, recipe_lines)
         parent = open_study_tracking(study, track_specs, echo=click.echo)
         try:
             outcomes = run_study(study, jobs=jobs, echo=click.echo, backend=where, threads=threads,

@@ -113,9 +113,9 @@ def init(ctx, project_dir, images_dir, classes, **params):
         rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
     store = ProjectStore.create(path, root, names, settings, rows)
     if recipe_lines:
-        from .userfiles import atomic_write
+        from .presets import record_choices
 
-        atomic_write(path / "recipe.txt", "\n".join(recipe_lines) + "\n")
+        record_choices(path, recipe_lines)
     readable = sum(1 for r in rows if r[1])
     unreadable = f" ({len(rows) - readable} unreadable, left out)" if len(rows) > readable else ""
     click.echo(f"alplug project: {path} with {readable} images from {root}{unreadable}, classes {', '.join(names)}; "

@@ -164,8 +164,7 @@ class ActiveLearningRun:
                 echo(line)
             if resolved.image_size != config.image_size:  # the images as the recipe's size makes them
                 self.data = load_dataset(resolved.dataset, resolved.data_dir, image_size=resolved.image_size)
-            self.config = config = resolved
-            self.strategy = check_run_settings(config)[config.query]
+            self.config = config = resolved.validate()  # the strategy stays: a recipe does not choose it
         # A bad architecture, weights file or budget fails here, before the caller creates a run directory.
         check_model_fits(config, self.data, self.splits)
         self.oracle = Oracle(self.data.y)

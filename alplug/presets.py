@@ -114,6 +114,20 @@ def apply_recipe(config, facts: DataFacts, given: set[str]):
     return dataclasses.replace(config, **changes), lines
 
 
+RECIPE_FILE = "recipe.txt"  # beside config.toml (or study.toml, or a project's database)
+
+
+def record_choices(directory, lines: list[str]) -> None:
+    """What a recipe chose and why, kept in ``directory/recipe.txt`` (once: an existing file is the same run's)."""
+    from pathlib import Path
+
+    from .userfiles import atomic_write
+
+    path = Path(directory) / RECIPE_FILE
+    if lines and not path.exists():
+        atomic_write(path, "\n".join(lines) + "\n")
+
+
 def resolve_recipe(config, data, splits, given: set[str]):
     """``apply_recipe`` with the facts of a loaded data set and a seed's splits."""
     labels = config.n_initial if config.initial is not None else len(splits.initial)

@@ -146,7 +146,9 @@ class RunDirectory:
         (path / "checkpoint").mkdir(exist_ok=True)
         atomic_write(path / "config.toml", config.to_toml())
         if recipe_lines:
-            atomic_write(path / "recipe.txt", "\n".join(recipe_lines) + "\n")
+            from .presets import record_choices
+
+            record_choices(path, recipe_lines)
         return run
 
     @classmethod
