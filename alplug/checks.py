@@ -46,10 +46,14 @@ def check_run_settings(config: RunConfig, queries: list[str] | None = None, echo
 
 
 def check_model_fits(config: RunConfig, data, splits=None) -> None:
-    """The model (and ``--weights``) for this data's channels and classes, built on the meta device; and a
-    ``--budget`` that leaves room for the initial labeled set."""
+    """Settings that must work together (once a recipe has filled its own), the model (and ``--weights``) for this
+    data's channels and classes, built on the meta device; and a ``--budget`` that leaves room for the initial
+    labeled set."""
     from .models import build_on_meta_device
 
+    problems = config.combination_problems()
+    if problems:
+        raise UsageError("; ".join(problems))
     if splits is not None and config.budget is not None:
         first = config.n_initial if config.initial is not None else len(splits.initial)
         if config.budget < first:

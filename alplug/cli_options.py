@@ -81,6 +81,9 @@ def _run_option_list():
                      help="Rotation ±15°, contrast ±10%, hue ±10% (colour) on the training set."),
         click.option("--hflip/--no-hflip", default=d.hflip, show_default=True,
                      help="Add horizontal flips to --augment (off: flips change digits' meaning)."),
+        click.option("--augment-copies", type=int, default=d.augment_copies, show_default=True,
+                     help="With --freeze-backbone: each labeled image also trains the head as N copies shifted, "
+                          "rotated and scaled at random, made once and cached with the features."),
         click.option("--weights", default=None,
                      help="Pretrained weights: a state-dict file, or a name the model knows (torchvision's "
                           "DEFAULT, IMAGENET1K_V1; timm's pretrained tags); `alplug models` says which."),

@@ -14,7 +14,7 @@ from .config import RunConfig
 # The run settings that mean something for a labeling project (the data set is the project's folder,
 # and the person labeling decides when to stop).
 PROJECT_SETTINGS = ("recipe", "query", "query_options", "initial", "model", "image_size", "per_round", "epochs", "lr", "batch_size",
-                    "weight_decay", "optimizer", "augment", "hflip", "weights", "dropout", "freeze_backbone",
+                    "weight_decay", "optimizer", "augment", "hflip", "augment_copies", "weights", "dropout", "freeze_backbone",
                     "features_from", "ssl", "ssl_epochs", "semi", "semi_weight", "semi_threshold", "semi_ratio",
                     "device", "seed")
 

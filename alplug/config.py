@@ -42,6 +42,7 @@ class RunConfig:
     optimizer: str = "adam"
     augment: bool = False
     hflip: bool = False
+    augment_copies: int = 0       # fixed augmented copies of each labeled image (frozen backbone)
     weights: str | None = None
     dropout: float | None = None
     freeze_backbone: bool = False
@@ -58,6 +59,17 @@ class RunConfig:
     test_size: float = 0.2
     val1_size: float = 0.1
     val2_size: float = 0.1
+
+    def combination_problems(self) -> list[str]:
+        """Settings that do not work together (each may be fine alone)."""
+        problems = []
+        if self.augment_copies and (not self.freeze_backbone or self.augment):
+            problems.append("--augment-copies trains on fixed copies of a frozen backbone's features: use it with "
+                            "--freeze-backbone and without --augment (which makes new copies at every step)")
+        if self.semi == "spread" and (not self.freeze_backbone or self.augment):
+            problems.append("--semi spread spreads the labels over a frozen backbone's fixed features: "
+                            "use it with --freeze-backbone and without --augment")
+        return problems
 
     def validate(self) -> "RunConfig":
         """Checks that need no data; every problem is reported at once."""
@@ -100,10 +112,14 @@ class RunConfig:
             problems.append(f"--ssl-epochs = {self.ssl_epochs}, must be >= 1")
         if self.semi is not None and self.semi not in SEMI_METHODS:
             problems.append(f"--semi = {self.semi!r}, must be one of {', '.join(SEMI_METHODS)}")
+        if self.recipe is None:  # a recipe may set what these need: checked once it is resolved (check_model_fits)
+            problems += self.combination_problems()
         if not self.semi_weight >= 0:
             problems.append(f"--semi-weight = {self.semi_weight}, must be >= 0")
         if not 0 <= self.semi_threshold <= 1:
             problems.append(f"--semi-threshold = {self.semi_threshold}, must be a probability in [0, 1]")
+        if not 0 <= self.augment_copies <= MAX_AUGMENT_COPIES:
+            problems.append(f"--augment-copies = {self.augment_copies}, must be in 0..{MAX_AUGMENT_COPIES}")
         if self.semi_ratio < 1:
             problems.append(f"--semi-ratio = {self.semi_ratio}, must be >= 1")
         if self.dropout is not None and not 0 <= self.dropout < 1:
@@ -167,10 +183,11 @@ class RunConfig:
 
 
 MAX_IMAGE_SIZE = 4096
+MAX_AUGMENT_COPIES = 100  # each copy costs a backbone pass and its cached features
 # Kept here (not imported from alplug.ssl / alplug.semi) so that reading settings imports neither torch nor lightly;
 # tests/test_low_budget.py checks that the lists agree.
 SSL_METHODS = ("simclr", "byol")
-SEMI_METHODS = ("entropy", "pseudo", "fixmatch")
+SEMI_METHODS = ("entropy", "pseudo", "fixmatch", "spread")
 RECIPE_NAMES = tuple(RECIPES)
 
 # What each setting may hold, by the annotation of its RunConfig field.

@@ -77,6 +77,25 @@ def augmentation(channels: int, hflip: bool = False):
     return v2.Compose(steps)
 
 
+def copy_augmentation():
+    """The fixed copies of ``--augment-copies``: a shift of up to 10%, rotation ±10°, scale 0.9-1.1 (no colour or
+    flip: those change what some classes mean). Geometric only, so it applies to any channel count."""
+    from torchvision.transforms import v2
+
+    return v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1),
+                           interpolation=v2.InterpolationMode.BILINEAR)
+
+
+def copies_of(image: torch.Tensor, n: int, transform, seed: int, image_id: int) -> torch.Tensor:
+    """``n`` augmented copies of one image (C, H, W), drawn from a generator seeded by (``seed``, ``image_id``) alone:
+    the same image always gets the same copies, whatever else is computed, in whatever order (a resumed run
+    trains on what the first run did)."""
+    state = np.random.SeedSequence([seed, image_id]).generate_state(1)[0]
+    with torch.random.fork_rng(devices=[]):  # torchvision draws from torch's global generator; leave the run's alone
+        torch.manual_seed(int(state))
+        return torch.stack([transform(image) for _ in range(n)])
+
+
 class RecalibrateBatchNorm(Callback):
     """Re-estimates BatchNorm running statistics with one pass over the training data.
 
@@ -136,14 +155,18 @@ class EpochProgress(Callback):
 class FeatureDataset:
     """Backbone features already computed (a frozen backbone's cache), as the module's ``features=`` input."""
 
-    def __init__(self, features: np.ndarray, y=None):
+    def __init__(self, features: np.ndarray, y=None, weights=None):
         self.features, self.y = features, None if y is None else np.asarray(y)
+        self.weights = weights  # per-item weights of targets that are not labels (``--semi spread``)
 
     def __len__(self) -> int:
         return len(self.features)
 
     def __getitem__(self, i):
-        return {"features": self.features[i]}, (self.y[i] if self.y is not None else np.float32(0))
+        X = {"features": self.features[i]}
+        if self.weights is not None:
+            X["weight"] = self.weights[i]
+        return X, (self.y[i] if self.y is not None else np.float32(0))
 
 
 class ModelTrainingError(AlplugError):
@@ -162,16 +185,19 @@ class ImageClassifierNet(NeuralNetClassifier):
 
     def __init__(self, *args, amp: bool = True, images=None, semi: str | None = None, semi_weight: float = 1.0,
                  semi_threshold: float = 0.95, semi_ratio: int = 2, semi_hflip: bool = False, unlabeled=None,
-                 **kwargs):
+                 augment_copies: int = 0, augment_seed: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.amp = amp
         self.images = images
+        self.augment_copies, self.augment_seed = augment_copies, augment_seed
         self.semi, self.semi_weight, self.semi_threshold = semi, semi_weight, semi_threshold
         self.semi_ratio, self.semi_hflip = semi_ratio, semi_hflip
         self.unlabeled = unlabeled
         # skorch treats every attribute without a trailing underscore as a constructor parameter (get_params, clone)
         self.unlabeled_batches_ = None
+        self.spread_ = None  # --semi spread's (targets, weights) of the unlabeled images, for the fit under way
         self.feature_cache_ = None  # (backbone fingerprint, features array, filled mask)
+        self.copy_cache_ = None     # (backbone fingerprint, {image id: features of its augmented copies})
         self.backbone_key_ = None   # the frozen backbone's fingerprint, taken once per (re)initialization or load
 
     # ---- semi-supervised steps ------------------------------------------------------------------------------
@@ -189,6 +215,15 @@ class ImageClassifierNet(NeuralNetClassifier):
         features = isinstance(dataset, FeatureDataset) and isinstance(unlabeled, IndexedImages)
         if features:
             unlabeled = FeatureDataset(self.backbone_features(unlabeled.ids))
+            if self.semi == "spread":  # once per fit: skorch asks for the training iterator every epoch
+                if self.spread_ is None:
+                    from .semi import spread_targets
+
+                    self.spread_ = spread_targets(dataset.features, dataset.y, unlabeled.features, len(self.classes))
+                unlabeled = FeatureDataset(unlabeled.features, *self.spread_)
+        elif self.semi == "spread":
+            raise UsageError("--semi spread spreads the labels over a frozen backbone's fixed features: "
+                             "use it with --freeze-backbone and without --augment")
         channels = int(self.images.shape[1]) if self.images is not None else int(np.asarray(self.unlabeled).shape[1])
         batch = self.semi_ratio * self.batch_size
         self.unlabeled_batches_ = Forever(unlabeled_loader(unlabeled, batch, self.semi, channels, self.semi_hflip,
@@ -204,7 +239,7 @@ class ImageClassifierNet(NeuralNetClassifier):
 
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        weak, strong = next(self.unlabeled_batches_)
+        unlabeled = next(self.unlabeled_batches_)
         device = self.device
         forward = self.module_
         if isinstance(Xi, dict):  # a frozen backbone's cached features, labeled and unlabeled alike
@@ -216,11 +251,14 @@ class ImageClassifierNet(NeuralNetClassifier):
         def move(x):
             return None if x is None else x.to(device, non_blocking=True)
 
+        def move_all(x):
+            return tuple(move(t) for t in x) if isinstance(x, tuple) else move(x)
+
         with self.autocast():
-            supervised, unlabeled = semi_loss(self.semi, forward, move(Xi), move(torch.as_tensor(yi)).long(),
-                                              move(weak), move(strong), weight=self.semi_weight,
-                                              threshold=self.semi_threshold)
-        loss = supervised + unlabeled
+            supervised, unlabeled_loss = semi_loss(self.semi, forward, move(Xi), move(torch.as_tensor(yi)).long(),
+                                                   tuple(move_all(part) for part in unlabeled),
+                                                   weight=self.semi_weight, threshold=self.semi_threshold)
+        loss = supervised + unlabeled_loss
         loss.backward()
         return {"loss": loss, "y_pred": None}
 
@@ -230,7 +268,7 @@ class ImageClassifierNet(NeuralNetClassifier):
         except (RuntimeError, IndexError, ValueError, TypeError) as exc:  # torch's own errors, deep in a step
             raise ModelTrainingError(self._model_named(exc)) from exc
         finally:
-            self.unlabeled_batches_ = None
+            self.unlabeled_batches_ = self.spread_ = None
 
     def _model_named(self, exc: Exception) -> str:
         """A training failure in one line that names the model and the distribution that supplies it."""
@@ -256,7 +294,12 @@ class ImageClassifierNet(NeuralNetClassifier):
             return None  # the views change every step
         if training and self.semi and self.unlabeled is not None and not is_index_array(self.unlabeled):
             return None  # unlabeled images given as an array, not ids: labeled batches must be images as well
-        return FeatureDataset(self.backbone_features(dataset.ids), dataset.y)
+        features, y = self.backbone_features(dataset.ids), dataset.y
+        if training and self.augment_copies and len(dataset.ids):  # the labeled images, then their copies
+            copies = self.copy_features(dataset.ids)
+            features = np.concatenate([features, copies.reshape((-1,) + features.shape[1:])])
+            y = np.concatenate([np.asarray(y), np.repeat(np.asarray(y), self.augment_copies)])
+        return FeatureDataset(features, y)
 
     def backbone_fingerprint(self) -> str:
         """A hash of the frozen backbone's weights and buffers: features computed under it stay valid while it
@@ -285,7 +328,9 @@ class ImageClassifierNet(NeuralNetClassifier):
         todo = np.unique(ids[~filled[ids]])
         if len(todo):
             loader = DataLoader(IndexedImages(self.images, todo), batch_size=getattr(self, "iterator_valid__batch_size", 256),
-                                shuffle=False)
+                                shuffle=False, generator=torch.Generator())
+            # its own generator: iterating a DataLoader draws a seed from torch's global one even unshuffled, and
+            # whether a feature was cached before (a resumed run's were not) must not change the run's draws
             start = 0
             with self.evaluation_module(len(todo)) as fast, torch.inference_mode(), self.autocast():
                 for Xi, _ in loader:
@@ -299,13 +344,50 @@ class ImageClassifierNet(NeuralNetClassifier):
             filled[todo] = True
         return features[ids]
 
+    def copy_features(self, ids: np.ndarray) -> np.ndarray:
+        """The frozen backbone's features of ``augment_copies`` fixed augmented copies of each of ``images[ids]``,
+        (len(ids), copies, ...): computed once per image (``copies_of``) and kept while the backbone holds.
+
+        Why not skorch's or torchvision's: augmentation there draws new views at every step, which a frozen
+        backbone's feature cache cannot serve; fixed copies can be, and a head on few labels gained more from them
+        than from per-step views (docs/low-budget.md)."""
+        key = self.backbone_fingerprint()
+        if self.copy_cache_ is None or self.copy_cache_[0] != key:
+            self.copy_cache_ = (key, {})
+        cache = self.copy_cache_[1]
+        ids = np.asarray(ids, dtype=np.int64)
+        todo = [int(i) for i in np.unique(ids) if int(i) not in cache]
+        if todo:
+            transform, n = copy_augmentation(), self.augment_copies
+            # One image's copies a batch, whatever else is computed: a batch's floats can depend on its size and
+            # company, and a resumed run must train on the very numbers the first run did.
+            with self.evaluation_module(len(todo) * n) as fast, torch.inference_mode(), self.autocast():
+                for i in todo:
+                    chunk = [i]
+                    images = torch.as_tensor(np.asarray(self.images[np.asarray(chunk)]))
+                    if not torch.is_floating_point(images):
+                        images = images.float().div_(255.0)
+                    # at the size the backbone sees, as its own preparation would resize them: a shift or turn of
+                    # an 8 px digit by under a pixel would otherwise leave most copies the image itself
+                    size = fast.prepared_size(*images.shape[-2:])
+                    if size != tuple(images.shape[-2:]):
+                        images = torch.nn.functional.interpolate(images, size=size, mode="bilinear",
+                                                                 align_corners=False)
+                    views = torch.cat([copies_of(image, n, transform, self.augment_seed, i)
+                                       for image, i in zip(images, chunk)])
+                    f = fast.features(views.to(self.device)).float().cpu().numpy()
+                    for j, i in enumerate(chunk):
+                        cache[i] = f[j * n:(j + 1) * n]
+        return np.stack([cache[int(i)] for i in ids])
+
     def features_of(self, X) -> np.ndarray:
         """The backbone features of ``X`` (ids into ``images``, or images): a frozen backbone's from its cache."""
         dataset = self.get_dataset(X)
         if getattr(self.module_, "frozen", False) and isinstance(dataset, IndexedImages):
             return self.backbone_features(dataset.ids)
         out = []
-        loader = DataLoader(dataset, batch_size=getattr(self, "iterator_valid__batch_size", 256), shuffle=False)
+        loader = DataLoader(dataset, batch_size=getattr(self, "iterator_valid__batch_size", 256), shuffle=False,
+                            generator=torch.Generator())  # see backbone_features
         with self.evaluation_module(len(dataset)) as fast, torch.inference_mode(), self.autocast():
             for Xi, _ in loader:
                 out.append(fast.features(Xi.to(self.device)).float().cpu().numpy())
@@ -415,7 +497,8 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
                    images=None, eval_batch_size: int = 256, backbone_file: str | None = None,
                    freeze_backbone: bool = False, semi: str | None = None, semi_weight: float = 1.0,
                    semi_threshold: float = 0.95, semi_ratio: int = 2,
-                   features_from: str | None = None) -> ImageClassifierNet:
+                   features_from: str | None = None, augment_copies: int = 0,
+                   augment_seed: int = 0) -> ImageClassifierNet:
     """An unfitted skorch classifier for ``model`` (resnet18, resnet50, squeezenet1_1).
 
     ``valid_data=(X, y)`` is scored after every epoch (skorch's ``valid_loss``
@@ -424,7 +507,8 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
     it everywhere (fit, predict, ``valid_data``): nothing is copied or loaded
     beyond the current batch. Prediction uses batches of ``eval_batch_size``. ``backbone_file`` (a cached
     ``--ssl`` backbone) is what every fit starts from; ``freeze_backbone`` trains the head only;
-    ``features_from`` cuts the backbone after that part; ``semi``
+    ``features_from`` cuts the backbone after that part; ``augment_copies`` (frozen backbone) adds that many fixed
+    augmented copies of each labeled image to every fit, drawn by ``augment_seed``; ``semi``
     trains on ``net.unlabeled`` too (``alplug.semi``). ``warm_start=False``
     rebuilds the module on every ``fit``, so each active-learning round trains
     from scratch (or from the pretrained ``weights``).
@@ -463,6 +547,7 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
         module__backbone_file=backbone_file, module__freeze_backbone=freeze_backbone,
         module__features_from=features_from,
         semi=semi, semi_weight=semi_weight, semi_threshold=semi_threshold, semi_ratio=semi_ratio, semi_hflip=hflip,
+        augment_copies=augment_copies, augment_seed=augment_seed,
         criterion=nn.CrossEntropyLoss,  # the modules output logits
         optimizer=OPTIMIZERS[optimizer], lr=lr, optimizer__weight_decay=weight_decay,
         batch_size=batch_size, max_epochs=epochs, iterator_valid__batch_size=max(eval_batch_size, batch_size),

@@ -10,6 +10,11 @@ unlabeled batches together, so the losses and the unlabeled stream are ours; sko
   as targets (Lee 2013).
 - ``fixmatch``: the confident prediction on a weakly augmented view is the target for a strongly
   augmented view of the same image (Sohn et al. 2020).
+- ``spread``: before each fit, the labels are spread over a frozen backbone's features of the labeled and
+  unlabeled images (scikit-learn's ``LabelSpreading`` on a k-nearest-neighbour graph); each unlabeled image's
+  spread class is its target, weighted by how certain the spreading is of it (label propagation for deep
+  semi-supervised learning, Iscen et al. 2019). It is what lets the pool's shape decide where the class
+  boundaries go with one to ten labels a class (docs/low-budget.md).
 
 With ``--semi`` an epoch is one pass over the unlabeled stream, ``ratio`` unlabeled images per labeled one in
 each step, while the labeled set is cycled: with a few dozen labels an epoch over the labels alone would
@@ -24,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, default_collate
 
-METHODS = ("entropy", "pseudo", "fixmatch")
+SPREAD_NEIGHBOURS = 10  # the k-nearest-neighbour graph of label spreading
+SPREAD_ALPHA = 0.2      # how much of its label an image gives up to its neighbours' (scikit-learn's default)
+SPREAD_COMPONENTS = 64  # principal components of the standardised features that the graph is built on
 
 
 def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
@@ -69,8 +76,11 @@ def strong_augmentation(channels: int, hflip: bool):
     return v2.Compose(steps)
 
 
+# An unlabeled batch is (inputs, second views or None, targets or None): what every method's loss below takes.
+
 class TwoViews:
-    """``collate_fn`` of the unlabeled stream: (weak views, strong views) per batch; ids' placeholder targets dropped."""
+    """``collate_fn`` of the unlabeled stream: (weak views, strong views, None) per batch; ids' placeholder targets
+    dropped."""
 
     def __init__(self, weak, strong=None):
         self.weak, self.strong = weak, strong
@@ -79,23 +89,31 @@ class TwoViews:
         images = [torch.as_tensor(x) for x, _ in batch]
         weak = default_collate([self.weak(x) for x in images])
         strong = default_collate([self.strong(x) for x in images]) if self.strong is not None else None
-        return weak, strong
+        return weak, strong, None
 
 
 class Features:
-    """``collate_fn`` of an unlabeled stream of a frozen backbone's cached features: (features, None)."""
+    """``collate_fn`` of an unlabeled stream of a frozen backbone's cached features: (features, None, None), or with
+    ``targets`` (``spread``) (features, None, (targets, weights)), from each item's ``target`` and ``weight``."""
+
+    def __init__(self, targets: bool = False):
+        self.targets = targets
 
     def __call__(self, batch):
-        return default_collate([x["features"] for x, _ in batch]), None
+        features = default_collate([x["features"] for x, _ in batch])
+        if not self.targets:
+            return features, None, None
+        return features, None, (torch.as_tensor(np.array([y for _, y in batch]), dtype=torch.long),
+                                torch.as_tensor(np.array([x["weight"] for x, _ in batch]), dtype=torch.float32))
 
 
 def unlabeled_loader(dataset, batch_size: int, method: str, channels: int, hflip: bool, features: bool = False,
                      **loader_kwargs):
     """Shuffled batches of the unlabeled dataset (read lazily by the DataLoader, one batch at a time), with the
-    views ``method`` needs, or (``features``) a frozen backbone's cached features, which entropy and pseudo-labels
-    use as they are. Shuffling draws from torch's generator, which the run seeds per round."""
+    views ``method`` needs, or (``features``) a frozen backbone's cached features, which entropy, pseudo-labels and
+    spread targets use as they are. Shuffling draws from torch's generator, which the run seeds per round."""
     if features:
-        collate = Features()
+        collate = Features(targets=method == "spread")
     else:
         weak = weak_augmentation(channels, hflip)
         collate = TwoViews(weak, strong_augmentation(channels, hflip) if method == "fixmatch" else None)
@@ -145,26 +163,65 @@ class Forever:
             return next(self._it)
 
 
-def semi_loss(method: str, forward, X_labeled, y, weak, strong, *, weight: float, threshold: float):
+def spread_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against the spread targets, each weighted by its certainty, averaged over the batch."""
+    return (F.cross_entropy(logits.float(), targets, reduction="none") * weights).mean()
+
+
+# Each method's unlabeled loss, one shape: (logits of the unlabeled inputs, logits of their second views or None,
+# the stream's targets or None, threshold). Adding a method is an entry here and its stream in unlabeled_loader.
+UNLABELED_LOSSES = {
+    "entropy": lambda logits, second, targets, threshold: entropy_loss(logits),
+    "pseudo": lambda logits, second, targets, threshold: pseudo_label_loss(logits, logits, threshold),
+    "fixmatch": lambda logits, second, targets, threshold: pseudo_label_loss(logits, second, threshold),
+    "spread": lambda logits, second, targets, threshold: spread_loss(logits, *targets),
+}
+METHODS = tuple(UNLABELED_LOSSES)
+
+
+def semi_loss(method: str, forward, X_labeled, y, unlabeled, *, weight: float, threshold: float):
     """(supervised loss, unlabeled loss) of one step; ``forward`` maps a batch of images (or of a frozen
-    backbone's features) to logits.
+    backbone's features) to logits; ``unlabeled`` is a batch of the unlabeled stream (inputs, second views,
+    targets).
 
     Labeled and unlabeled images go through one forward pass, so BatchNorm normalises them together (as
     FixMatch does) instead of seeing a labeled-only batch of a few images.
     """
-    n, m = len(X_labeled), len(weak)
-    parts = [X_labeled, weak] + ([strong] if method == "fixmatch" else [])
+    inputs, second, targets = unlabeled
+    n, m = len(X_labeled), len(inputs)
+    parts = [X_labeled, inputs] + ([second] if second is not None else [])
     logits = forward(torch.cat([_to_unit(p) for p in parts]))  # uint8 and float batches alike, in [0, 1]
     supervised = F.cross_entropy(logits[:n].float(), y)
-    if method == "entropy":
-        unlabeled = entropy_loss(logits[n:n + m])
-    elif method == "pseudo":
-        unlabeled = pseudo_label_loss(logits[n:n + m], logits[n:n + m], threshold)
-    elif method == "fixmatch":
-        unlabeled = pseudo_label_loss(logits[n:n + m], logits[n + m:], threshold)
-    else:
-        raise ValueError(f"unknown semi-supervised method {method!r}")
-    return supervised, weight * unlabeled
+    loss = UNLABELED_LOSSES[method](logits[n:n + m], logits[n + m:] if second is not None else None, targets,
+                                    threshold)
+    return supervised, weight * loss
+
+
+def spread_targets(labeled: np.ndarray, y: np.ndarray, unlabeled: np.ndarray, n_classes: int,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(target class, weight) of each unlabeled image: the labels spread over the features of the labeled and
+    unlabeled images by scikit-learn's ``LabelSpreading`` (a k-nearest-neighbour graph on the first principal
+    components of the standardised features, L2-normalised so that neighbours are by angle). The weight is 1 minus
+    the entropy of the spread distribution over log(``n_classes``) (Iscen et al. 2019); an image the spreading
+    never reached (no path to a label) weighs 0."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import Normalizer, StandardScaler
+    from sklearn.semi_supervised import LabelSpreading
+
+    Z = np.concatenate([labeled.reshape(len(labeled), -1), unlabeled.reshape(len(unlabeled), -1)]).astype(np.float32)
+    components = min(SPREAD_COMPONENTS, len(Z) - 1, Z.shape[1])
+    P = make_pipeline(StandardScaler(), PCA(components, random_state=seed), Normalizer()).fit_transform(Z)
+    known = np.concatenate([np.asarray(y, dtype=np.int64), -np.ones(len(unlabeled), dtype=np.int64)])
+    spreading = LabelSpreading(kernel="knn", n_neighbors=min(SPREAD_NEIGHBOURS, len(Z) - 1), alpha=SPREAD_ALPHA,
+                               max_iter=100).fit(P, known)
+    D = spreading.label_distributions_[len(labeled):]
+    mass = D.sum(axis=1)
+    D = D / np.where(mass > 0, mass, 1.0)[:, None]
+    entropy = -(D * np.log(np.clip(D, 1e-12, None))).sum(axis=1)
+    weights = np.where(mass > 0, 1.0 - entropy / np.log(max(n_classes, 2)), 0.0)
+    targets = spreading.classes_[D.argmax(axis=1)]
+    return targets.astype(np.int64), np.clip(weights, 0.0, 1.0).astype(np.float32)
 
 
 def _to_unit(x: torch.Tensor) -> torch.Tensor:

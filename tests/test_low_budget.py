@@ -83,7 +83,9 @@ def test_semi_loss_by_hand(method):
     y = torch.tensor([0])
     weak = torch.tensor([[[[1.0, 0.0]]], [[[0.05, 0.0]]]])  # confident class 0 (1 - 4.5e-5), unsure (0.62)
     strong = torch.tensor([[[[0.0, 1.0]]], [[[1.0, 0.0]]]])
-    sup, unl = semi.semi_loss(method, forward, X, y, weak, strong, weight=2.0, threshold=0.95)
+    spread = (torch.tensor([1, 0]), torch.tensor([0.5, 1.0]))  # spread targets and their weights
+    unlabeled = (weak, strong if method == "fixmatch" else None, spread if method == "spread" else None)
+    sup, unl = semi.semi_loss(method, forward, X, y, unlabeled, weight=2.0, threshold=0.95)
     ce_confident = math.log1p(math.exp(-10))  # CE of logits (10, 0) for class 0
     assert sup.item() == pytest.approx(ce_confident, abs=1e-7)
     if method == "entropy":
@@ -93,8 +95,10 @@ def test_semi_loss_by_hand(method):
         expected = 2.0 * (h(10.0) + h(0.5)) / 2
     elif method == "pseudo":  # targets and predictions both from the weak view: only row 1 counts
         expected = 2.0 * ce_confident / 2
-    else:  # fixmatch: row 1's target 0 from the weak view, scored on the strong view's logits (0, 10)
+    elif method == "fixmatch":  # row 1's target 0 from the weak view, scored on the strong view's logits (0, 10)
         expected = 2.0 * (10 + ce_confident) / 2
+    else:  # spread: row 1 against class 1 at weight 0.5 (logits (10, 0)), row 2 against class 0 (logits (0.5, 0))
+        expected = 2.0 * (0.5 * (10 + ce_confident) + math.log1p(math.exp(-0.5))) / 2
     assert unl.item() == pytest.approx(expected, rel=1e-5, abs=1e-7)
 
 
@@ -112,8 +116,8 @@ def test_unlabeled_stream_reads_one_batch_at_a_time_and_only_its_ids(digits):
     loader = semi.unlabeled_loader(IndexedImages(images, ids), 24, "fixmatch", 1, hflip=False)
     stream = semi.Forever(loader)
     for _ in range(30):  # more than two passes
-        weak, strong = next(stream)
-        assert weak.shape == strong.shape == (24, 1, 8, 8)
+        weak, strong, targets = next(stream)
+        assert weak.shape == strong.shape == (24, 1, 8, 8) and targets is None
     assert max(len(r) for r in images.reads) <= 24
     assert set(np.concatenate(images.reads)) <= set(ids)
 
@@ -136,6 +140,46 @@ def test_a_semi_supervised_fit_reads_no_more_than_a_batch_and_only_pool_images(d
     assert max(len(r) for r in images.reads) <= 3 * 8
     # an epoch is one pass over the unlabeled stream: 96 images / (3 x 8) per step = 4 steps
     assert [row["train_batch_count"] for row in net.history] == [4, 4]
+
+
+# ---- --semi spread -------------------------------------------------------------------------------------------
+
+def test_spread_targets_follow_the_pool_and_weigh_what_no_label_reaches_zero(rng):
+    """Two groups with one label each, and a far group that no neighbour path joins to a label (in two dimensions,
+    both of which separate groups: the features are standardised one by one first)."""
+    group = lambda centre: np.asarray(centre) + 0.05 * rng.standard_normal((15, 2))  # noqa: E731
+    a, b, far = group([1.0, 0.0]), group([-1.0, 0.0]), group([0.0, 10.0])
+    labeled, y = np.stack([a[0], b[0]]), np.array([0, 1])
+    unlabeled = np.concatenate([a[1:], b[1:], far])
+    targets, weights = semi.spread_targets(labeled, y, unlabeled, n_classes=3)
+    assert targets[:14].tolist() == [0] * 14 and targets[14:28].tolist() == [1] * 14
+    assert weights[:28].min() > 0.9 and weights[28:].max() == 0.0
+    assert targets.dtype == np.int64 and weights.dtype == np.float32
+
+
+def test_a_spread_fit_spreads_the_labels_once_and_trains_on_them(digits, monkeypatch):
+    """skorch asks for the training iterator every epoch: the spreading (a PCA and a graph over the pool) must run
+    once per fit, not once per epoch."""
+    from alplug.estimators import make_estimator
+
+    calls = []
+    spread = semi.spread_targets
+
+    def counted(*args, **kwargs):
+        calls.append(len(args[2]))
+        return spread(*args, **kwargs)
+
+    monkeypatch.setattr(semi, "spread_targets", counted)
+    torch.manual_seed(0)
+    net = make_estimator("scattering", in_channels=1, num_classes=10, epochs=3, images=digits.X, freeze_backbone=True,
+                         semi="spread", device="cpu")
+    labeled, pool = np.arange(0, 30), np.arange(30, 330)
+    net.unlabeled = pool
+    net.fit(labeled, digits.y[labeled])
+    assert calls == [300] and net.spread_ is None  # once, over the whole pool; nothing kept after the fit
+    net.fit(labeled, digits.y[labeled])
+    assert calls == [300, 300]
+    assert len(net.history) == 3 and all(np.isfinite(e["train_loss"]) for e in net.history)
 
 
 # ---- --freeze-backbone ---------------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_a_recipe_sets_only_what_the_user_left_and_says_why():
     assert resolved.epochs == 7  # the user's, kept
     assert any(line.startswith("  --epochs 7: yours, kept") for line in lines)
     assert any(line.startswith("  --model scattering: ") for line in lines)
-    assert resolved.weight_decay == 0.01
+    assert resolved.weight_decay == 0.01 and resolved.augment_copies == 10
     resolved.validate()  # every recipe's choices are valid settings
     for recipe in RECIPES.values():
         for choice in recipe.choose(FACTS, {}):
@@ -197,3 +197,53 @@ def test_the_scattering_head_is_standardised_on_the_training_features_before_eac
         net.module_.head(torch.from_numpy(net.features_of(first)))
     net.module_.head.eval()
     assert torch.equal(standardise.mean, mean) and torch.equal(standardise.std, std)
+
+
+# ---- fixed augmented copies (--augment-copies) -------------------------------------------------------------------
+
+def _frozen_scattering(digits, copies: int, seed: int):
+    from alplug.estimators import make_estimator
+
+    net = make_estimator("scattering", in_channels=1, num_classes=10, epochs=1, images=digits.X, freeze_backbone=True,
+                         augment_copies=copies, augment_seed=seed)
+    return net.initialize()
+
+
+def test_augmented_copies_are_fixed_per_image_and_seed_whatever_else_is_computed(digits):
+    net = _frozen_scattering(digits, 3, seed=5)
+    both = net.copy_features(np.array([7, 3]))
+    assert both.shape[:2] == (2, 3)
+    alone = _frozen_scattering(digits, 3, seed=5).copy_features(np.array([3]))
+    np.testing.assert_array_equal(alone[0], both[1])  # the same copies, computed alone, in another order
+    other_seed = _frozen_scattering(digits, 3, seed=6).copy_features(np.array([3]))
+    assert not np.allclose(other_seed[0], both[1])
+    plain = net.backbone_features(np.array([3]))[0]
+    assert all(not np.allclose(copy, plain) for copy in both[1])  # each copy moved the image
+    assert not np.allclose(both[1][0], both[1][1])  # and the copies differ from each other
+
+
+def test_augmented_copies_join_training_only_with_their_images_labels(digits):
+    net = _frozen_scattering(digits, 4, seed=0)
+    ids = np.arange(20)
+    train = net.get_iterator(net.get_dataset(ids, digits.y[ids]), training=True).dataset
+    assert len(train) == 20 * 5
+    np.testing.assert_array_equal(train.y, np.concatenate([digits.y[ids], np.repeat(digits.y[ids], 4)]))
+    np.testing.assert_array_equal(train.features[20:24], net.copy_features(ids[:1])[0])
+    valid = net.get_iterator(net.get_dataset(ids, digits.y[ids]), training=False).dataset
+    assert len(valid) == 20  # predictions and validation see the images alone
+    net.fit(ids, digits.y[ids])
+    assert net.predict(ids).shape == (20,)
+
+
+@pytest.mark.parametrize("settings, problem", [
+    ({"augment_copies": 3}, "use it with --freeze-backbone"),
+    ({"augment_copies": 3, "freeze_backbone": True, "augment": True}, "without --augment"),
+    ({"augment_copies": 101, "freeze_backbone": True}, "--augment-copies = 101, must be in 0..100"),
+    ({"semi": "spread"}, "--semi spread spreads the labels over a frozen backbone's fixed features"),
+])
+def test_settings_that_need_a_frozen_backbone_say_so_in_one_line(settings, problem):
+    with pytest.raises(UsageError, match=problem.replace("(", r"\(").replace(".", r"\.")):
+        RunConfig(**settings).validate()
+    result = invoke("run", *[a for k, v in settings.items() for a in
+                             ([f"--{k.replace('_', '-')}"] if v is True else [f"--{k.replace('_', '-')}", v])])
+    assert result.exit_code == 2 and problem in result.output
