@@ -82,8 +82,8 @@ def _run_option_list():
         click.option("--hflip/--no-hflip", default=d.hflip, show_default=True,
                      help="Add horizontal flips to --augment (off: flips change digits' meaning)."),
         click.option("--augment-copies", type=int, default=d.augment_copies, show_default=True,
-                     help="With --freeze-backbone: each labeled image also trains the head as N copies shifted, "
-                          "rotated and scaled at random, made once and cached with the features."),
+                     help="With --freeze-backbone: each labeled image also trains the head as N copies shifted by "
+                          "a few pixels at random, made once and cached with the features."),
         click.option("--weights", default=None,
                      help="Pretrained weights: a state-dict file, or a name the model knows (torchvision's "
                           "DEFAULT, IMAGENET1K_V1; timm's pretrained tags); `alplug models` says which."),

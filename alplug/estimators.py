@@ -77,13 +77,14 @@ def augmentation(channels: int, hflip: bool = False):
     return v2.Compose(steps)
 
 
-def copy_augmentation():
-    """The fixed copies of ``--augment-copies``: a shift of up to 10%, rotation ±10°, scale 0.9-1.1 (no colour or
-    flip: those change what some classes mean). Geometric only, so it applies to any channel count."""
+def copy_augmentation(height: int, width: int):
+    """The fixed copies of ``--augment-copies``: a shift by a whole number of pixels, up to 1/8 of the smaller side,
+    the border filled by reflection (the usual CIFAR crop). No interpolation, so a copy's edges and textures stay as
+    sharp as the image's: turns and scalings blurred textures and lost points there (docs/low-budget.md); no colour
+    change or flip, which change what some classes mean. Any channel count."""
     from torchvision.transforms import v2
 
-    return v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1),
-                           interpolation=v2.InterpolationMode.BILINEAR)
+    return v2.RandomCrop((height, width), padding=max(1, min(height, width) // 8), padding_mode="reflect")
 
 
 def copies_of(image: torch.Tensor, n: int, transform, seed: int, image_id: int) -> torch.Tensor:
@@ -358,7 +359,7 @@ class ImageClassifierNet(NeuralNetClassifier):
         ids = np.asarray(ids, dtype=np.int64)
         todo = [int(i) for i in np.unique(ids) if int(i) not in cache]
         if todo:
-            transform, n = copy_augmentation(), self.augment_copies
+            n = self.augment_copies
             # One image's copies a batch, whatever else is computed: a batch's floats can depend on its size and
             # company, and a resumed run must train on the very numbers the first run did.
             with self.evaluation_module(len(todo) * n) as fast, torch.inference_mode(), self.autocast():
@@ -373,6 +374,7 @@ class ImageClassifierNet(NeuralNetClassifier):
                     if size != tuple(images.shape[-2:]):
                         images = torch.nn.functional.interpolate(images, size=size, mode="bilinear",
                                                                  align_corners=False)
+                    transform = copy_augmentation(*size)
                     views = torch.cat([copies_of(image, n, transform, self.augment_seed, i)
                                        for image, i in zip(images, chunk)])
                     f = fast.features(views.to(self.device)).float().cpu().numpy()

@@ -60,7 +60,7 @@ def _few_labels(facts: DataFacts, yours: dict) -> list[Choice]:
         Choice("image_size", 32, "the scattering head reads an 8x8 grid, which 2 scales give at 32 px"),
         Choice("freeze_backbone", True, "the features are fixed: each image's are computed once per run"),
         Choice("epochs", 100, "a linear head on cached features: 100 epochs take seconds"),
-        Choice("augment_copies", 10, "ten shifted, turned and scaled copies of each labeled image, their features "
+        Choice("augment_copies", 10, "ten copies of each labeled image shifted by a few pixels, their features "
                                      "computed once: the head learns what a label looks like moved a little"),
         Choice("weight_decay", 0.01, "an L2 penalty on the head over standardised coefficients: better on each of the "
                                      "four measured data sets"),
