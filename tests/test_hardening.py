@@ -246,7 +246,7 @@ def test_an_import_that_fails_part_way_leaves_nothing(tmp_path, project, monkeyp
 def test_a_npz_with_zero_size_images_is_one_line(tmp_path):
     for name, shape in (("no-pixels", (20, 0, 8)), ("no-images", (0, 8, 8))):
         np.savez(tmp_path / f"{name}.npz", X=np.zeros(shape, dtype=np.uint8), y=np.arange(shape[0]) % 2)
-        result = invoke("run", "--dataset", f"npz:{tmp_path / name}.npz", "--out", tmp_path / "r", *QUICK)
+        result = invoke("run", *QUICK, "--dataset", f"npz:{tmp_path / name}.npz", "--out", tmp_path / "r")
         one_line_error(result, 2, "at least one image of at least one pixel")
     assert not (tmp_path / "r").exists()
 
@@ -259,7 +259,7 @@ def test_a_compressed_npz_that_would_not_fit_memory_is_refused_before_loading(tm
     monkeypatch.setattr(sources, "MAX_NPZ_LOADED_BYTES", 100_000)
     loaded = []
     monkeypatch.setattr(sources, "_npz_images", lambda *a: loaded.append(a) or a[1])
-    result = invoke("run", "--dataset", f"npz:{tmp_path / 'bomb.npz'}", "--out", tmp_path / "r", *QUICK)
+    result = invoke("run", *QUICK, "--dataset", f"npz:{tmp_path / 'bomb.npz'}", "--out", tmp_path / "r")
     one_line_error(result, 2, "is compressed and would take")
     assert loaded == []  # refused from the header, before the array was decompressed
 

@@ -134,7 +134,7 @@ def _npz_cases(tmp_path: Path) -> dict:
 def test_bad_npz_data_sets_are_one_line_errors_and_nothing_is_written(tmp_path, case):
     path = _npz_cases(tmp_path)[case]
     out = tmp_path / "run"
-    assert_one_line_error(invoke("run", "--dataset", f"npz:{path}", "--out", out, *QUICK))
+    assert_one_line_error(invoke("run", *QUICK, "--dataset", f"npz:{path}", "--out", out))
     assert not out.exists()
 
 

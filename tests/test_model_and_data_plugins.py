@@ -14,7 +14,7 @@ from alplug.cli import cli
 from alplug.data import DataSet, DataSource, available_datasets
 from alplug.models import ModelParts, ModelSpec, available_models
 from alplug.testing import check_dataset, check_model
-from conftest import QUICK
+from conftest import QUICK, QUICK_DIGITS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,7 +175,7 @@ def test_broken_and_clashing_model_and_data_plugins_harm_nothing_else(tmp_path, 
     assert "broken-set" in datasets and "not an alplug.data.DataSource" in datasets
     result = invoke("run", "--model", "broken-net", "--out", tmp_path / "r")
     assert result.exit_code == 1 and "alplug-broken-model 0.3.0" in result.output and "Traceback" not in result.output
-    result = invoke("run", "--out", tmp_path / "ok", *QUICK, "--rounds", "1")  # resnet18 and digits still work
+    result = invoke("run", "--out", tmp_path / "ok", *QUICK_DIGITS, "--rounds", "1")  # resnet18 and digits still work
     assert result.exit_code == 0, result.output
 
 
@@ -285,7 +285,7 @@ def test_a_seeded_run_keeps_the_history_it_had_before_models_became_plugins(tmp_
     golden = json.loads((ROOT / "tests" / "golden" / "quick_runs.json").read_text())
     for model in ("resnet18", "squeezenet1_1"):
         out = tmp_path / model
-        result = invoke("run", "--out", out, "--model", model, "--query", "margin", *QUICK)
+        result = invoke("run", "--out", out, "--model", model, "--query", "margin", *QUICK_DIGITS)
         assert result.exit_code == 0, result.output
         history = json.loads((out / "state.json").read_text())["history"]
         assert [row["labels"] for row in history] == [row["labels"] for row in golden[model]]
