@@ -184,6 +184,20 @@ def test_a_spread_fit_spreads_the_labels_once_and_trains_on_them(digits, monkeyp
 
 # ---- --freeze-backbone ---------------------------------------------------------------------------------------
 
+def test_computing_features_draws_nothing_from_torchs_generator(digits):
+    """Whether an image's features were cached (a resumed run's were not) must not change the run's random draws:
+    an unshuffled DataLoader still draws a seed from torch's global generator unless given its own."""
+    from alplug.estimators import make_estimator
+
+    for frozen in (True, False):
+        net = make_estimator("squeezenet1_1", in_channels=1, num_classes=10, epochs=1, images=digits.X,
+                             freeze_backbone=frozen, device="cpu").initialize()
+        torch.manual_seed(0)
+        before = torch.random.get_rng_state()
+        net.features_of(np.arange(40))
+        assert torch.equal(torch.random.get_rng_state(), before), f"freeze_backbone={frozen}"
+
+
 def test_freeze_backbone_leaves_the_backbone_unchanged_and_computes_features_once(digits, tmp_path):
     from alplug.estimators import make_estimator
     from alplug.models import ImageClassifier
