@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import QUICK
 
 from alplug.cli import cli
 from alplug.report import label_cost, labels_to_reach, normalised_aulc
 
-STUDY = ["--n-start", "1", "--per-round", "5", "--rounds", "2", "--epochs", "1", "--batch-size", "16",
-         "--test-size", "100", "--val1-size", "50", "--val2-size", "50"]
+STUDY = list(QUICK)  # 400 digits: every run's queries and pool passes over 200 images, not 1,400
 
 
 def invoke(*args):
