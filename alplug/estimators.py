@@ -525,6 +525,9 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
         raise UsageError(f"batch_size = {batch_size}, must be >= 2 (BatchNorm needs two samples)")
     if epochs < 1:
         raise UsageError(f"epochs = {epochs}, must be >= 1")
+    if augment_copies and (augment or not freeze_backbone):  # per-step views turn the feature cache off
+        raise UsageError("augment_copies trains on fixed copies of a frozen backbone's features: use it with "
+                         "freeze_backbone=True and augment=False")
     device = resolve_device(device)
     extra = {}
     if optimizer == "sgd":

@@ -235,6 +235,14 @@ def test_augmented_copies_join_training_only_with_their_images_labels(digits):
     assert net.predict(ids).shape == (20,)
 
 
+@pytest.mark.parametrize("settings", [{}, {"freeze_backbone": True, "augment": True}])
+def test_an_estimator_made_directly_refuses_copies_it_could_not_use(settings):
+    from alplug.estimators import make_estimator
+
+    with pytest.raises(UsageError, match="augment_copies trains on fixed copies"):
+        make_estimator("scattering", in_channels=1, num_classes=10, augment_copies=3, **settings)
+
+
 @pytest.mark.parametrize("settings, problem", [
     ({"augment_copies": 3}, "use it with --freeze-backbone"),
     ({"augment_copies": 3, "freeze_backbone": True, "augment": True}, "without --augment"),
