@@ -156,7 +156,9 @@ def explicit_settings(ctx: click.Context, params: dict) -> dict:
 
 def track_option(f):
     """``--track``, on the commands that train (run, compare, project next, label)."""
-    return click.option("--track", "track", multiple=True, metavar="tensorboard[=DIR]|mlflow[=URI]",
+    from .tracking import track_metavar
+
+    return click.option("--track", "track", multiple=True, metavar=track_metavar(),
                         help="Track epochs, rounds, settings and results in TensorBoard or MLflow (repeatable; "
                              "default store inside the run, study or project directory; extras "
                              "alplug[tensorboard], alplug[mlflow]).")(f)

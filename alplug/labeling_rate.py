@@ -12,8 +12,12 @@ The first query round has no gain to measure yet and labels ``per_round``.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from .config import RunConfig
+
+if TYPE_CHECKING:
+    from .records import RoundRecord
 
 DEFAULT_GAIN = 0.05      # aim for 5 accuracy points per round
 DEFAULT_EPSILON = 0.005  # a round that gained less (or lost) counts as this gain
@@ -26,12 +30,12 @@ def adaptive_parameters(config: RunConfig) -> tuple[int, float, float]:
             config.gain or DEFAULT_GAIN, config.epsilon or DEFAULT_EPSILON)
 
 
-def next_batch_size(config: RunConfig, history: list[dict]) -> int:
-    """Images to query in the next round, from the rounds done so far (``history`` rows of the run)."""
+def next_batch_size(config: RunConfig, history: list[RoundRecord]) -> int:
+    """Images to query in the next round, from the rounds done so far (the run's round records)."""
     if config.labeling_rate == "fixed" or len(history) < 2:
         return config.per_round
     R, g, eps = adaptive_parameters(config)
     previous, last = history[-2], history[-1]
-    delta = max(eps, last["val2_acc"] - previous["val2_acc"]) / max(1, last["queried"])
+    delta = max(eps, last.val2_acc - previous.val2_acc) / max(1, last.queried)
     # Rounded before ceil: accuracies are ratios of counts, and 8.000000000000009 must mean 8.
-    return max(1, math.ceil(round(min(R, min(g, 1.0 - last["val2_acc"]) / delta), 9)))
+    return max(1, math.ceil(round(min(R, min(g, 1.0 - last.val2_acc) / delta), 9)))

@@ -27,7 +27,8 @@ from .data import DataSet, Splits, load_dataset, make_splits
 from .rundir import RunDirectory, RunState
 from .labeling_rate import next_batch_size
 from .strategies.outputs import shared_model_outputs
-from .stopping import fires, parse_stop, stop_measures, stop_set
+from .records import RoundRecord
+from .stopping import fires, measuring_rules, parse_stop, stop_measures, stop_set
 from .strategies.schedules import chosen_by
 
 
@@ -116,7 +117,7 @@ def check_new_labels(new: np.ndarray, labeled: np.ndarray, strategy) -> None:
 def _stop_reason(config: RunConfig, state: RunState, n_pool_left: int) -> str | None:
     if state.round >= config.rounds:
         return f"{config.rounds} rounds done"
-    if config.goal is not None and state.history and state.history[-1]["val2_acc"] >= config.goal:
+    if config.goal is not None and state.history and state.history[-1].val2_acc >= config.goal:
         return f"val-2 accuracy goal of {config.goal:g} reached"
     if config.budget is not None and state.labels >= config.budget:
         return f"label budget of {config.budget} reached"
@@ -148,7 +149,7 @@ class ActiveLearningRun:
         self.measure_stop = bool(config.stop) if measure_stop is None else measure_stop
         self.tracked = None       # alplug.tracking.TrackedRuns once the run starts
         self.run_dir: RunDirectory | None = None
-        self.history: list[dict] = []
+        self.history: list[RoundRecord] = []
         # Bad settings, unknown names, bad options and broken plugins fail here, before any data is read.
         self.strategy = check_run_settings(config, echo=echo)[config.query]
         self.data: DataSet = load_dataset(config.dataset, config.data_dir, image_size=config.image_size)
@@ -185,7 +186,7 @@ class ActiveLearningRun:
         return (acc, loss, pred) if with_predictions else (acc, loss)
 
     def _row(self, state: RunState, round_: int, labels: int, queried: np.ndarray, train_s: float,
-             query_s: float, strategy: str) -> dict:
+             query_s: float, strategy: str) -> RoundRecord:
         last = self.estimator.history[-1]
         y, s = self.data.y, self.splits
         # skorch scores val-1 during each epoch, before BatchNorm is recalibrated at
@@ -195,24 +196,21 @@ class ActiveLearningRun:
         # Recorded for studies' test-accuracy curves (labels to reach a test accuracy); nothing in the run
         # decides on it: stopping and patience read val-2.
         test_acc, _ = self._evaluate(s.test_inputs(self.data), s.y_test)
-        kappa = uncertainty = None
+        stop = {}
         if self.measure_stop:
             stop_ids = stop_set(s.pool, self.config.seed)
-            predictions, kappa, uncertainty = stop_measures(self.estimator.predict_proba(stop_ids),
-                                                            state.stop_predictions)
-            state.stop_predictions = predictions
-        return {
-            "round": round_, "labels": labels, "queried": len(queried),
-            "train_seconds": round(train_s, 3), "query_seconds": round(query_s, 3),
-            "train_loss": round(float(last["train_loss"]), 6),
-            "val1_acc": round(val1_acc, 6), "val1_loss": round(val1_loss, 6),
-            "val2_acc": round(val2_acc, 6), "val2_loss": round(val2_loss, 6),
-            "queried_ids": [int(i) for i in queried],
-            "queried_classes": [int(c) for c in self.data.y[queried]],
-            "strategy": strategy, "test_acc": round(test_acc, 6),
-            "stop_kappa": None if kappa is None else round(kappa, 6),
-            "stop_uncertainty": None if uncertainty is None else round(uncertainty, 6),
-        }
+            state.stop_predictions, stop = stop_measures(self.estimator.predict_proba(stop_ids),
+                                                         state.stop_predictions)
+        return RoundRecord(
+            round=round_, labels=labels, queried=len(queried),
+            train_seconds=round(train_s, 3), query_seconds=round(query_s, 3),
+            train_loss=round(float(last["train_loss"]), 6),
+            val1_acc=round(val1_acc, 6), val1_loss=round(val1_loss, 6),
+            val2_acc=round(val2_acc, 6), val2_loss=round(val2_loss, 6),
+            queried_ids=[int(i) for i in queried], queried_classes=[int(c) for c in self.data.y[queried]],
+            strategy=strategy, test_acc=round(test_acc, 6),
+            stop={name: None if stop.get(name) is None else round(stop[name], 6) for name in measuring_rules()},
+        )
 
     def _checkpoint_files(self, prefix) -> tuple[str, str | None]:
         # A cold start rebuilds the optimizer at every fit; only --warm-start carries
@@ -238,20 +236,19 @@ class ActiveLearningRun:
 
         return write
 
-    def _commit(self, state: RunState, row: dict) -> None:
+    def _commit(self, state: RunState, row: RoundRecord) -> None:
         best = state.best_val2
-        improved = best is None or row["val2_acc"] > best
-        state.round, state.labels = row["round"], row["labels"]
-        state.best_val2 = row["val2_acc"] if improved else best
+        improved = best is None or row.val2_acc > best
+        state.round, state.labels = row.round, row.labels
+        state.best_val2 = row.val2_acc if improved else best
         state.stale_rounds = 0 if improved else state.stale_rounds + 1
         state.history.append(row)
         # Written while the next round queries: the query only reads the weights.
         self.run_dir.commit(state, self._checkpoint_writer())
 
-    def _announce(self, row: dict) -> None:
-        self.echo(f"round {row['round']:>3}  labels {row['labels']:>6}  train {row['train_seconds']:6.1f}s  "
-                  f"query {row['query_seconds']:5.1f}s  val-1 acc {row['val1_acc']:.3f}  "
-                  f"val-2 acc {row['val2_acc']:.3f}")
+    def _announce(self, row: RoundRecord) -> None:
+        self.echo(f"round {row.round:>3}  labels {row.labels:>6}  train {row.train_seconds:6.1f}s  "
+                  f"query {row.query_seconds:5.1f}s  val-1 acc {row.val1_acc:.3f}  val-2 acc {row.val2_acc:.3f}")
 
     def check_resumable(self, run_dir: RunDirectory) -> None:
         """Raise the one-line error ``--resume`` gives for a run directory whose state does not fit this run."""

@@ -5,7 +5,7 @@ An argument ``STUDY::STRATEGY`` takes one strategy of a study (an "arm"), and ar
 compares, say, random picks in a study started with ``--initial random`` against TypiClust in one started with
 ``--initial typiclust``. ``metric`` chooses what is compared: final test accuracy, the labels a run needed to
 reach a test accuracy (``labels-to=0.95``; a run that never did counts as one label more than it used), or the
-test accuracy at a number of labels (``acc-at=30``), both read from history.csv's ``test_acc``.
+test accuracy at a number of labels (``acc-at=30``), both read from the runs' round records (``test_acc``).
 
 A study's own report compares strategies under one recipe; this compares recipes under the same strategies.
 Runs are paired by (strategy, seed), which share their splits and initial labels whatever the recipe, so the

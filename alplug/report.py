@@ -5,8 +5,6 @@ the label-cost model of docs/study.md.
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -19,7 +17,6 @@ from .study import Study
 
 
 MAX_RESULT_BYTES = 16 * 2**20
-MAX_HISTORY_BYTES = 256 * 2**20
 
 
 def load_runs(study: Study) -> dict[str, list[dict]]:
@@ -32,8 +29,7 @@ def load_runs(study: Study) -> dict[str, list[dict]]:
             continue
         try:
             out[run.query].append(_load_run(path, run.seed))
-        except (UsageError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError,
-                csv.Error) as exc:
+        except (UsageError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
             why = str(exc) if isinstance(exc, (UsageError, ValueError)) else f"{type(exc).__name__}: {exc}"
             raise UsageError(f"run {path} is damaged ({why[:300]}); move it out of {study.path / 'runs'} and run "
                              "the study's `alplug compare` command again to redo it") from None
@@ -41,8 +37,8 @@ def load_runs(study: Study) -> dict[str, list[dict]]:
 
 
 def _load_run(path: Path, seed: int) -> dict:
-    """One finished run's result and history, read as untrusted."""
-    from .userfiles import read_user_file, read_user_text
+    """One finished run's result and round records, read as untrusted."""
+    from .userfiles import read_user_file
 
     result = json.loads(read_user_file(path / "result.json", MAX_RESULT_BYTES, "result.json"))
     if not isinstance(result, dict):
@@ -52,23 +48,40 @@ def _load_run(path: Path, seed: int) -> dict:
         raise ValueError("result.json has no test accuracy in [0, 1]")
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise ValueError("result.json has no list of class names")
-    rows = list(csv.DictReader(io.StringIO(read_user_text(path / "history.csv", MAX_HISTORY_BYTES, "history.csv"))))
-    if not rows:
-        raise ValueError("history.csv has no rounds")
-    labels = np.array([int(r["labels"]) for r in rows])
-    val2 = np.array([float(r["val2_acc"]) for r in rows])
-    if labels[0] < 1 or np.any(np.diff(labels) < 0) or not np.all((val2 >= 0) & (val2 <= 1)):
-        raise ValueError("history.csv's labels do not grow or its val2_acc is not an accuracy")
-    queried = [int(c) for row in rows for c in (row["queried_classes"] or "").split()]
+    records = _round_records(path)
+    labels = np.array([r.labels for r in records])
+    val2 = np.array([r.val2_acc for r in records])
+    if labels[0] < 1 or np.any(np.diff(labels) < 0):
+        raise ValueError("state.json's labels do not grow")
+    queried = [c for r in records for c in r.queried_classes]
     if any(not 0 <= c < len(classes) for c in queried):
-        raise ValueError("history.csv's queried_classes name classes the run does not have")
-    test_curve = None  # runs written before history.csv had test_acc have no test curve
-    if all(r.get("test_acc") not in (None, "") for r in rows):
-        test_curve = np.array([float(r["test_acc"]) for r in rows])
+        raise ValueError("state.json's queried_classes name classes the run does not have")
+    test_curve = None  # runs written before the records had test_acc have no test curve
+    if all(r.test_acc is not None for r in records):
+        test_curve = np.array([r.test_acc for r in records])
     sizes = result.get("split_sizes") if isinstance(result.get("split_sizes"), dict) else {}
     return {"seed": seed, "labels": labels, "val2": val2, "test": float(test), "test_curve": test_curve,
-            "classes": classes, "queried_classes": queried, "rounds": len(rows) - 1, "history": rows,
+            "classes": classes, "queried_classes": queried, "rounds": len(records) - 1, "history": records,
             "pool": int(sizes.get("pool", 0)) + int(labels[0])}
+
+
+def _round_records(path: Path) -> list:
+    """The round records of a finished run's state.json, each checked (``RoundRecord.from_dict``)."""
+    from .records import RoundRecord
+    from .rundir import MAX_STATE_BYTES
+    from .userfiles import read_user_file
+
+    state = json.loads(read_user_file(path / "state.json", MAX_STATE_BYTES, "state.json"))
+    history = state.get("history") if isinstance(state, dict) else None
+    if not isinstance(history, list) or not history:
+        raise ValueError("state.json has no rounds")
+    records = []
+    for i, row in enumerate(history):
+        try:
+            records.append(RoundRecord.from_dict(row))
+        except ValueError as exc:
+            raise ValueError(f"state.json's round {i} {exc}") from None
+    return records
 
 
 def round_reaching(curve: np.ndarray, target: float) -> int | None:
@@ -127,9 +140,9 @@ def label_cost(run: dict, goal: float, cost_label: float, lam: float) -> float |
 
 def stopping_table(runs: dict[str, list[dict]], base, cost_label: float, lam: float) -> tuple[list[dict], str]:
     """Where each stopping rule would have stopped each strategy's runs, and at what cost (alplug.stopping)."""
-    from .stopping import DEFAULTS, parse_stop, where_rules_stop
+    from .stopping import defaults, parse_stop, where_rules_stop
 
-    rules = {**DEFAULTS, **parse_stop(base.stop)}
+    rules = {**defaults(), **parse_stop(base.stop)}
     table = []
     for query, rs in runs.items():
         found = [where_rules_stop(r["history"], rules, r["pool"], cost_label, lam, cost_label) for r in rs]

@@ -4,7 +4,7 @@ Layout::
 
     config.toml          resolved settings (feed it back with --config), a --recipe's included
     recipe.txt           with --recipe: what the recipe chose and why
-    state.json           the commit point: rounds done, labeled ids, history rows
+    state.json           the commit point: rounds done, labeled ids, round records
     history.csv          one row per round, rewritten from state.json at every commit
     checkpoint/          model (and optimizer) parameters after the last committed round
     result.json          final test metrics and the configuration (when the run ends)
@@ -17,9 +17,7 @@ is replaced last, so whatever it says is backed by files already on disk.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import os
 import shutil
@@ -28,20 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import RunConfig
-from .csvcells import neutralise
 from .errors import UsageError
+from .records import RoundRecord, history_csv
 from .userfiles import UserFileError, atomic_write, fsync_path, read_user_file
-
-HISTORY_COLUMNS = [
-    "round", "labels", "queried", "train_seconds", "query_seconds", "train_loss",
-    "val1_acc", "val1_loss", "val2_acc", "val2_loss", "queried_ids", "queried_classes",
-    "strategy",  # which strategy chose the round's images (a schedule's stage); round 0: how the initial set was
-    "test_acc",  # for studies' curves only: no decision of the run reads it
-    "stop_kappa", "stop_uncertainty",  # what the stopping rules read (alplug.stopping): with --stop and in studies
-]
-# Columns that measure the machine, not the run: they differ between identical runs.
-TIMING_COLUMNS = ("train_seconds", "query_seconds")
-
 
 MAX_STATE_BYTES = 256 * 2**20
 
@@ -53,7 +40,7 @@ class RunState:
     round: int = 0                   # the last committed round (0: the initial set)
     labels: int = 0                  # images labeled so far, the initial set included
     queried: list[int] = field(default_factory=list)   # pool ids labeled after round 0, in order
-    history: list[dict] = field(default_factory=list)  # one row per round (HISTORY_COLUMNS)
+    history: list[RoundRecord] = field(default_factory=list)  # one record per round
     best_val2: float | None = None
     stale_rounds: int = 0            # rounds since val-2 accuracy last improved (patience)
     finished: bool = False
@@ -65,12 +52,15 @@ class RunState:
     stop_predictions: list[int] | None = None  # the last round's predictions on the stop set (kappa rule)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return json.dumps({**values, "history": [record.to_dict() for record in self.history]}, indent=1)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunState":
+        """The state of a checked ``state.json`` (``state_problem`` found nothing)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})  # keys of other versions are left out
+        values = {k: v for k, v in values.items() if k in names}  # keys of other versions are left out
+        return cls(**{**values, "history": [RoundRecord.from_dict(row) for row in values.get("history", [])]})
 
 
 def state_problem(state, run_path: Path) -> str | None:
@@ -103,14 +93,10 @@ def state_problem(state, run_path: Path) -> str | None:
         return f"has a history of {len(history) if isinstance(history, list) else 'no'} rounds for round " \
                f"{state['round']}"
     for row in history:
-        if not isinstance(row, dict) or not all(whole(row.get(k)) for k in ("round", "labels")) or \
-                not isinstance(row.get("val2_acc"), (int, float)) or isinstance(row.get("val2_acc"), bool):
-            return "has a history row without round, labels and val2_acc"
-        if not isinstance(row.get("strategy", ""), str) or len(row.get("strategy", "")) > 1000:
-            return "has a history row whose strategy is not a short text"
-        for key in ("stop_kappa", "stop_uncertainty"):
-            if row.get(key) is not None and (not isinstance(row[key], (int, float)) or isinstance(row[key], bool)):
-                return f"has a history row whose {key} is not a number"
+        try:
+            RoundRecord.from_dict(row)
+        except ValueError as exc:
+            return f"has a history row that {exc}"
     if state.get("best_val2") is not None and not isinstance(state["best_val2"], (int, float)):
         return "has a best_val2 that is not a number"
     backbone = state.get("ssl_backbone")
@@ -204,7 +190,7 @@ class RunDirectory:
         self.wait_for_commit()  # commits land in order
         prefix = self.path / "checkpoint" / f"round-{state.round:04d}"
         state.checkpoint = str(prefix.relative_to(self.path))  # kept by later writes (mark_finished)
-        history, state_json = self._history_csv(state.history), state.to_json()
+        history, state_json = history_csv(state.history), state.to_json()
 
         def write() -> None:
             save_checkpoint(prefix)
@@ -244,16 +230,6 @@ class RunDirectory:
         return self.path / state.checkpoint
 
     # ---- outputs --------------------------------------------------------------
-    @staticmethod
-    def _history_csv(rows: list[dict]) -> str:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            # neutralise: the strategy column holds the user's --query text
-            writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else neutralise(v)) for k, v in row.items()})
-        return buf.getvalue()
-
     def write_result(self, result: dict) -> None:
         atomic_write(self.path / "result.json", json.dumps(result, indent=1))
 

@@ -1,13 +1,18 @@
 """The one-screen summary printed at the end of ``alplug run``."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def format_summary(result: dict, history: list[dict], run_dir) -> str:
+if TYPE_CHECKING:
+    from .records import RoundRecord
+
+
+def format_summary(result: dict, history: list[RoundRecord], run_dir) -> str:
     cfg = result["config"]
-    initial = history[0]["labels"] if history else 0
-    curve = "  ".join(f"{row['labels']}:{row['val2_acc']:.3f}" for row in history)
-    train_s = sum(row["train_seconds"] for row in history)
-    query_s = sum(row["query_seconds"] for row in history)
+    initial = history[0].labels if history else 0
+    curve = "  ".join(f"{row.labels}:{row.val2_acc:.3f}" for row in history)
+    train_s = sum(row.train_seconds for row in history)
+    query_s = sum(row.query_seconds for row in history)
     files = sorted(p.name for p in run_dir.path.iterdir() if not p.name.startswith("."))
     lines = [
         "",

@@ -20,11 +20,15 @@ from contextlib import closing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import MissingDependencyError, UsageError
 from .userfiles import printable
 
-TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # --track name -> the module it needs
+if TYPE_CHECKING:
+    from .records import RoundRecord
+
+TRACKERS: dict[str, type[Tracker]] = {}  # --track KIND -> its Tracker class (each subclass registers itself)
 EXPERIMENT = "alplug"  # MLflow experiment of runs and studies (MLFLOW_EXPERIMENT_NAME overrides it)
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter's value
 
@@ -53,6 +57,11 @@ def redact(uri: str) -> str:
     return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", uri)
 
 
+def track_metavar(between: str = "|") -> str:
+    """The trackers as ``--track`` takes them: ``tensorboard[=DIR]|mlflow[=URI]``."""
+    return between.join(f"{name}[={cls.where_metavar}]" for name, cls in TRACKERS.items())
+
+
 def parse_track(values) -> list[TrackSpec]:
     """``--track`` values (repeatable) as specs; an unknown tracker is a usage error and a missing one says
     which extra to install; an MLflow store that cannot answer is refused within seconds. Imports neither
@@ -63,20 +72,19 @@ def parse_track(values) -> list[TrackSpec]:
         kind = kind.strip().lower()
         shown = TrackSpec(kind, where.strip() or None).shown if kind in TRACKERS else printable(str(value), 80)
         if kind not in TRACKERS:
-            raise UsageError(f"--track {shown!r}: unknown tracker; choose tensorboard[=DIR] or mlflow[=URI]")
+            raise UsageError(f"--track {shown!r}: unknown tracker; choose {track_metavar(' or ')}")
         if "=" in str(value) and not where.strip():
-            raise UsageError(f"--track {shown!r}: nothing after '='; give a directory (tensorboard) or a "
-                             "tracking URI (mlflow), or leave out '=' for one inside the run directory")
+            places = " or ".join(f"{cls.where_help} ({name})" for name, cls in TRACKERS.items())
+            raise UsageError(f"--track {shown!r}: nothing after '='; give {places}, or leave out '=' for one "
+                             "inside the run directory")
         if any(s.kind == kind for s in specs):
             raise UsageError(f"--track {kind} is given twice; a run is tracked once per tracker")
-        if importlib.util.find_spec(TRACKERS[kind]) is None:
-            raise MissingDependencyError(f"--track {kind} needs {kind}: pip install \"alplug[{kind}]\"")
+        if importlib.util.find_spec(TRACKERS[kind].module) is None:
+            raise MissingDependencyError(f"--track {kind} needs {TRACKERS[kind].module}: "
+                                         f"pip install \"alplug[{kind}]\"")
         spec = TrackSpec(kind, where.strip() or None)
-        if spec.kind == "mlflow" and spec.where:
-            if spec.where.lower().startswith(("http://", "https://")):
-                check_server(spec.where)
-            elif spec.where.lower().startswith("sqlite:"):
-                check_sqlite(spec.where)
+        if spec.where:
+            TRACKERS[kind].check_where(spec.where)
         specs.append(spec)
     return specs
 
@@ -219,10 +227,20 @@ class Tracker(ABC):
     """One tracked run: the interface TensorBoardTracker and MlflowTracker implement. ``open`` returns what
     ``tracking.json`` keeps to continue it (``--resume``, a study run again, a project's next batch)."""
 
-    kind = ""
+    kind = ""              # the name --track takes; a subclass with a kind is registered in TRACKERS
+    module = ""            # the module it needs, installed by the extra alplug[KIND]
+    where_metavar = ""     # what KIND=WHERE names, as the option's help shows it (DIR, URI)
+    where_help = ""        # the same in words, for the error of an empty WHERE
 
-    def __init__(self, spec: TrackSpec, epochs_per_round: int):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            TRACKERS[cls.kind] = cls
+
+    def __init__(self, spec: TrackSpec, epochs_per_round: int, parent_run_id: str | None = None):
+        """``parent_run_id``: the study's tracked run, for a tracker that nests a study's runs under it."""
         self.spec, self.epochs_per_round, self.round = spec, epochs_per_round, 0
+        self.parent_run_id = parent_run_id
         self.broken: str | None = None  # why the tracker stopped answering mid-run; nothing more is sent to it
         self.warn = print
 
@@ -241,6 +259,15 @@ class Tracker(ABC):
                       "without it, and the same command with --resume sends it what it missed")
             return False
 
+    @classmethod
+    def check_where(cls, where: str) -> None:
+        """Refuse, within seconds and before any work, a WHERE the tracker cannot use (a UsageError)."""
+
+    def directory(self, home: Path, name: str, own_directory: bool) -> Path:
+        """Where the tracked run ``name`` is opened: ``home`` is the run's (or its study's or project's)
+        directory; ``own_directory``: the run is alone there (not one of a study's)."""
+        return home
+
     @abstractmethod
     def open(self, directory: Path, config: dict, recorded: dict | None, name: str, tags: dict) -> dict:
         """Start the tracked run in ``directory`` (or continue ``recorded``); what to record to continue it."""
@@ -257,9 +284,9 @@ class Tracker(ABC):
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Named figures at ``step``."""
 
-    def log_round(self, row: dict, classes: list[str]) -> None:
+    def log_round(self, row: RoundRecord, classes: list[str]) -> None:
         """A committed round's figures, against the labels so far (the curve active learning is judged by)."""
-        self.log_metrics(_round_metrics(row, classes), step=int(row["labels"]))
+        self.log_metrics(_round_metrics(row, classes), step=row.labels)
 
     @abstractmethod
     def save_files(self, paths: list[Path]) -> None:
@@ -282,16 +309,14 @@ class Tracker(ABC):
 
 
 RUN_FILES = ("result.json", "history.csv", "config.toml", "learning_curve.png", "model.pt")
-ROUND_KEYS = ("labels", "queried", "val1_acc", "val1_loss", "val2_acc", "val2_loss", "test_acc", "train_seconds",
-              "query_seconds", "train_loss", "stop_kappa", "stop_uncertainty")
 
 
-def _round_metrics(row: dict, classes: list[str]) -> dict[str, float]:
-    metrics = {f"round/{k}": float(row[k]) for k in ROUND_KEYS if row.get(k) is not None}
-    metrics["round/round"] = float(row["round"])
-    if row["round"] > 0:  # round 0's labels were not queried
+def _round_metrics(row: RoundRecord, classes: list[str]) -> dict[str, float]:
+    metrics = {f"round/{k}": v for k, v in row.numbers().items()}
+    metrics["round/round"] = float(row.round)
+    if row.round > 0:  # round 0's labels were not queried
         counts = {name: 0 for name in classes}
-        for c in row["queried_classes"]:
+        for c in row.queried_classes:
             counts[classes[c]] += 1
         metrics.update({f"queried_class/{name}": float(n) for name, n in counts.items()})
     return metrics
@@ -300,7 +325,13 @@ def _round_metrics(row: dict, classes: list[str]) -> dict[str, float]:
 class TensorBoardTracker(Tracker):
     """Event files in one log directory per run; a resumed run appends to it."""
 
-    kind = "tensorboard"
+    kind, module, where_metavar, where_help = "tensorboard", "tensorboard", "DIR", "a directory"
+
+    def directory(self, home, name, own_directory):
+        # DIR/RUN for --track tensorboard=DIR and in studies: TensorBoard shows the runs side by side
+        if not self.spec.where and own_directory:
+            return home / "tensorboard"  # a run's own directory holds one run
+        return (Path(self.spec.where).expanduser() if self.spec.where else home / "tensorboard") / name
 
     def open(self, directory: Path, config: dict, recorded: dict | None, name: str, tags: dict) -> dict:
         from torch.utils.tensorboard import SummaryWriter
@@ -333,9 +364,9 @@ class TensorBoardTracker(Tracker):
         import numpy as np
 
         super().log_round(row, classes)
-        if row["queried_classes"] and ("round/queried_classes", int(row["labels"])) not in self.present:
-            self.writer.add_histogram("round/queried_classes", np.asarray(row["queried_classes"]),
-                                      global_step=int(row["labels"]), bins=np.arange(len(classes) + 1) - 0.5)
+        if row.queried_classes and ("round/queried_classes", row.labels) not in self.present:
+            self.writer.add_histogram("round/queried_classes", np.asarray(row.queried_classes),
+                                      global_step=row.labels, bins=np.arange(len(classes) + 1) - 0.5)
             self.writer.flush()
 
     def save_files(self, paths):
@@ -376,11 +407,14 @@ def _logged_steps(logdir: Path) -> set[tuple[str, int]]:
 class MlflowTracker(Tracker):
     """An MLflow run (a child of the study's run under ``compare``); a resumed run continues it."""
 
-    kind = "mlflow"
+    kind, module, where_metavar, where_help = "mlflow", "mlflow", "URI", "a tracking URI"
 
-    def __init__(self, spec, epochs_per_round, parent_run_id: str | None = None):
-        super().__init__(spec, epochs_per_round)
-        self.parent_run_id = parent_run_id
+    @classmethod
+    def check_where(cls, where):
+        if where.lower().startswith(("http://", "https://")):
+            check_server(where)
+        elif where.lower().startswith("sqlite:"):
+            check_sqlite(where)
 
     def open(self, directory: Path, config: dict, recorded: dict | None, name: str, tags: dict) -> dict:
         self.client, uri, experiment_id = mlflow_client(self.spec, directory)
@@ -551,16 +585,16 @@ class TrackedRuns:
         for tracker in self.trackers:
             tracker.round = round_
 
-    def log_rounds(self, history: list[dict], classes: list[str]) -> None:
+    def log_rounds(self, history: list[RoundRecord], classes: list[str]) -> None:
         """Send each committed round a tracker has not had yet: after a kill between a commit and its sending,
         or a tracker that stopped answering, the resumed run sends the rounds it missed, once."""
         for tracker in self.trackers:
             record = self.records[tracker.kind]
             for row in history:
-                if row["round"] >= record.get("rounds_sent", 0):
-                    if not tracker.guard(f"sending round {row['round']}", tracker.log_round, row, classes):
+                if row.round >= record.get("rounds_sent", 0):
+                    if not tracker.guard(f"sending round {row.round}", tracker.log_round, row, classes):
                         break
-                    record["rounds_sent"] = row["round"] + 1
+                    record["rounds_sent"] = row.round + 1
         write_tracking(self.path, self.records)
 
     def log_batch(self, metrics: dict[str, float], step: int, files: list[Path]) -> None:
@@ -605,14 +639,8 @@ def open_trackers(plan: TrackingPlan, run_path: Path, name: str, config: dict, e
     recorded = read_tracking(run_path)
     trackers, records = [], dict(recorded)
     for spec in plan.specs:
-        tracker = (TensorBoardTracker(spec, epochs_per_round) if spec.kind == "tensorboard"
-                   else MlflowTracker(spec, epochs_per_round, plan.parent_run_id))
-        if spec.kind == "tensorboard":  # DIR/RUN for --track tensorboard=DIR and in studies: runs side by side
-            directory = (Path(spec.where).expanduser() if spec.where else home / "tensorboard") / name
-            if not spec.where and plan.home is None:
-                directory = home / "tensorboard"  # a run's own directory holds one run
-        else:
-            directory = home
+        tracker = TRACKERS[spec.kind](spec, epochs_per_round, plan.parent_run_id)
+        directory = tracker.directory(home, name, own_directory=plan.home is None)
         before = recorded.get(spec.kind)
         tracker.warn = echo
         try:

@@ -42,3 +42,18 @@ QUICK = ["--dataset", f"npz:{_quick_digits()}", *QUICK_DIGITS]
 @pytest.fixture
 def quick_args():
     return list(QUICK)
+
+
+def write_finished_run(run_dir, rounds: list[dict], result: dict) -> None:
+    """A finished run's files as a report reads them, written directly: ``rounds`` are round records' fields
+    (``alplug.records.RoundRecord``), kept in state.json as the loop keeps them."""
+    import json
+
+    from alplug.records import RoundRecord
+    from alplug.rundir import RunState
+
+    state = RunState(round=len(rounds) - 1, labels=rounds[-1]["labels"], finished=True,
+                     history=[RoundRecord(**row) for row in rounds], checkpoint="checkpoint/round-0000")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "state.json").write_text(state.to_json())
+    (run_dir / "result.json").write_text(json.dumps(result))

@@ -235,7 +235,7 @@ def test_warm_start_resume_restores_model_and_optimizer(tmp_path, monkeypatch):
 
     def interrupt_after_round_1(self, row):
         announce(self, row)
-        if row["round"] == 1:
+        if row.round == 1:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(loop.ActiveLearningRun, "_announce", interrupt_after_round_1)
@@ -273,7 +273,7 @@ def test_checkpoints_hold_each_rounds_model_when_the_disk_is_slow(tmp_path, monk
     expected, written = {}, {}
 
     def remember(self, state, row):
-        expected[row["round"]] = {k: v.clone() for k, v in self.estimator.module_.state_dict().items()}
+        expected[row.round] = {k: v.clone() for k, v in self.estimator.module_.state_dict().items()}
         commit(self, state, row)
 
     def slow_save(obj, f):

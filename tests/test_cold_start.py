@@ -172,8 +172,10 @@ def rows(val2, kappa=None, uncertainty=None, test=None):
     kappa = kappa or [None] * n
     uncertainty = uncertainty or [0.5] * n
     test = test or val2
-    return [{"round": i, "labels": 10 + 10 * i, "val2_acc": v, "stop_kappa": k, "stop_uncertainty": u,
-             "test_acc": t} for i, (v, k, u, t) in enumerate(zip(val2, kappa, uncertainty, test))]
+    from alplug.records import RoundRecord
+
+    return [RoundRecord(round=i, labels=10 + 10 * i, val2_acc=v, stop={"kappa": k, "uncertainty": u}, test_acc=t)
+            for i, (v, k, u, t) in enumerate(zip(val2, kappa, uncertainty, test))]
 
 
 def test_parse_stop():
@@ -217,11 +219,12 @@ def test_measures_on_the_stop_set():
     from alplug.stopping import stop_measures, stop_set
 
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
-    pred, kappa, uncertainty = stop_measures(proba, None)
-    assert pred == [0, 1, 0, 1] and kappa is None and uncertainty == pytest.approx((0.1 + 0.2 + 0.4 + 0.3) / 4)
-    assert stop_measures(proba, [0, 1, 0, 1])[1] == 1.0
-    assert stop_measures(proba, [0, 1, 1, 1])[1] == pytest.approx(0.5)  # po 0.75, pe 0.5
-    assert stop_measures(np.array([[1.0, 0.0]] * 3), [0, 0, 0])[1] == 1.0  # one class both times: not NaN
+    pred, figures = stop_measures(proba, None)
+    assert pred == [0, 1, 0, 1] and figures["kappa"] is None
+    assert figures["uncertainty"] == pytest.approx((0.1 + 0.2 + 0.4 + 0.3) / 4)
+    assert stop_measures(proba, [0, 1, 0, 1])[1]["kappa"] == 1.0
+    assert stop_measures(proba, [0, 1, 1, 1])[1]["kappa"] == pytest.approx(0.5)  # po 0.75, pe 0.5
+    assert stop_measures(np.array([[1.0, 0.0]] * 3), [0, 0, 0])[1]["kappa"] == 1.0  # one class both times: not NaN
     pool = np.arange(5000)
     a, b = stop_set(pool, 3), stop_set(pool, 3)
     assert len(a) == 1000 and np.array_equal(a, b) and not np.array_equal(a, stop_set(pool, 4))
@@ -255,3 +258,38 @@ def test_each_rule_stops_a_real_run_and_is_its_stop_reason(tmp_path, small, stop
     assert reason in result["stop_reason"] and result["rounds"] < 8
     history = read_history(out)
     assert history[0]["stop_kappa"] == "" and all(r["stop_kappa"] != "" for r in history[1:])
+
+
+class ConfidentRule:
+    """A stopping rule added by a test, in one declaration: stop once the mean top probability on the stop set
+    reaches the threshold."""
+
+    name, default, measures = "confident", 0.9, True
+
+    def problem(self, threshold):
+        return None if 0 <= threshold <= 1 else "confident must be in [0, 1]"
+
+    def measure(self, proba, previous):
+        return float(proba.max(axis=1).mean())
+
+    def fires(self, threshold, history):
+        value = history[-1].stop.get(self.name)
+        return f"confident: {value:.3f}" if value is not None and value >= threshold else None
+
+
+def test_a_stopping_rule_added_in_one_place_is_parsed_measured_recorded_and_stops_a_run(tmp_path, small,
+                                                                                       monkeypatch):
+    from alplug.stopping import STOP_RULES, parse_stop
+
+    monkeypatch.setitem(STOP_RULES, "confident", ConfidentRule())
+    assert parse_stop("confident") == {"confident": 0.9}
+    with pytest.raises(UsageError, match=r"confident must be in \[0, 1\]"):
+        parse_stop("confident=2")
+    out = tmp_path / "run"
+    result = invoke("run", "--out", out, *small, "--n-start", "1", "--rounds", "8", "--stop", "confident=0.0")
+    assert result.exit_code == 0, result.output
+    result = json.loads((out / "result.json").read_text())
+    assert result["stop_reason"].startswith("confident: ") and result["rounds"] == 0
+    state = json.loads((out / "state.json").read_text())
+    assert 0 < state["history"][0]["stop_confident"] <= 1  # in the record, beside the built-in rules' figures
+    assert float(read_history(out)[0]["stop_confident"]) == state["history"][0]["stop_confident"]

@@ -15,7 +15,7 @@ import pytest
 
 from alplug.project.store import ProjectStore
 
-from conftest import QUICK
+from conftest import QUICK, write_finished_run
 from project_helpers import invoke, make_project, write_labels
 
 
@@ -514,10 +514,14 @@ def test_an_initial_pick_by_an_untrained_models_predictions_is_noted(digits):
 
 # ---- 6. reports and recipes on damaged study directories ---------------------------------------------------------
 
-HISTORY = ("round,labels,queried,train_seconds,query_seconds,train_loss,val1_acc,val1_loss,val2_acc,val2_loss,"
-           "queried_ids,queried_classes,strategy,test_acc,stop_kappa,stop_uncertainty\n"
-           "0,10,0,0.1,0.0,2.4,0.3,2.1,0.22,2.1,,,random per class,0.3,,0.7\n"
-           "1,15,5,0.4,0.7,2.3,0.34,1.9,{val2},1.7,598 1626 419 1088 979,6 1 5 7 2,{query},{test},0.1,0.7\n")
+def rounds(val2: float, query: str, test: float) -> list[dict]:
+    """Two rounds' records of a finished run."""
+    return [dict(round=0, labels=10, train_seconds=0.1, train_loss=2.4, val1_acc=0.3, val1_loss=2.1, val2_acc=0.22,
+                 val2_loss=2.1, strategy="random per class", test_acc=0.3, stop={"kappa": None, "uncertainty": 0.7}),
+            dict(round=1, labels=15, queried=5, train_seconds=0.4, query_seconds=0.7, train_loss=2.3, val1_acc=0.34,
+                 val1_loss=1.9, val2_acc=val2, val2_loss=1.7, queried_ids=[598, 1626, 419, 1088, 979],
+                 queried_classes=[6, 1, 5, 7, 2], strategy=query, test_acc=test,
+                 stop={"kappa": 0.1, "uncertainty": 0.7})]
 
 
 @pytest.fixture(scope="module")
@@ -530,12 +534,10 @@ def finished_study(tmp_path_factory):
     study = Study(path, ["random", "margin"], [0, 1], RunConfig(rounds=1, epochs=1))
     study.prepare()
     for run in study.runs:
-        d = study.run_dir(run)
-        d.mkdir(parents=True)
         test = 0.4 + 0.05 * run.seed + (0.02 if run.query == "margin" else 0)
-        (d / "history.csv").write_text(HISTORY.format(val2=0.45 + 0.01 * run.seed, query=run.query, test=test))
-        (d / "result.json").write_text(json.dumps({"test_accuracy": test, "classes": [str(c) for c in range(10)],
-                                                   "split_sizes": {"pool": 1587}}))
+        write_finished_run(study.run_dir(run), rounds(0.45 + 0.01 * run.seed, run.query, test),
+                           {"test_accuracy": test, "classes": [str(c) for c in range(10)],
+                            "split_sizes": {"pool": 1587}})
     return path
 
 
@@ -545,11 +547,14 @@ DAMAGE = {
     "result-not-an-object": lambda d: (d / "runs/margin-s0/result.json").write_text("[1]"),
     "result-a-folder": lambda d: ((d / "runs/margin-s0/result.json").unlink(),
                                   (d / "runs/margin-s0/result.json").mkdir()),
-    "history-missing": lambda d: (d / "runs/margin-s0/history.csv").unlink(),
-    "history-not-numbers": lambda d: (d / "runs/margin-s0/history.csv").write_text(
-        (d / "runs/margin-s0/history.csv").read_text().replace(",15,", ",fifteen,")),
-    "history-dev-zero": lambda d: ((d / "runs/margin-s0/history.csv").unlink(),
-                                   (d / "runs/margin-s0/history.csv").symlink_to("/dev/zero")),
+    "state-missing": lambda d: (d / "runs/margin-s0/state.json").unlink(),
+    "records-not-numbers": lambda d: (d / "runs/margin-s0/state.json").write_text(
+        (d / "runs/margin-s0/state.json").read_text().replace('"labels": 15', '"labels": "fifteen"')),
+    "records-not-accuracies": lambda d: (d / "runs/margin-s0/state.json").write_text(
+        (d / "runs/margin-s0/state.json").read_text().replace('"val2_acc": 0.22', '"val2_acc": 22')),
+    "records-a-list": lambda d: (d / "runs/margin-s0/state.json").write_text("[[]]"),
+    "state-dev-zero": lambda d: ((d / "runs/margin-s0/state.json").unlink(),
+                                 (d / "runs/margin-s0/state.json").symlink_to("/dev/zero")),
 }
 
 
@@ -570,6 +575,6 @@ def test_recipes_name_the_damaged_study(tmp_path, finished_study):
 
     study = tmp_path / "s"
     shutil.copytree(finished_study, study)
-    DAMAGE["history-not-numbers"](study)
+    DAMAGE["records-not-numbers"](study)
     one_line_error(invoke("recipes", finished_study, study), 2, f"run {study / 'runs' / 'margin-s0'} is damaged")
     assert invoke("recipes", finished_study, finished_study).exit_code == 0

@@ -6,14 +6,15 @@ import pytest
 from alplug.config import RunConfig
 from alplug.errors import UsageError
 from alplug.labeling_rate import next_batch_size
+from alplug.records import RoundRecord
 
 from conftest import QUICK
 from test_cli import invoke, read_history
 
 
 def _history(*rounds):
-    """rows of (val2_acc, queried) as the loop writes them"""
-    return [{"val2_acc": a, "queried": n} for a, n in rounds]
+    """round records of (val2_acc, queried)"""
+    return [RoundRecord(round=i, labels=10 + i, val2_acc=a, queried=n) for i, (a, n) in enumerate(rounds)]
 
 
 def adaptive(**kw):
@@ -77,12 +78,12 @@ def test_adaptive_run_labels_what_the_schedule_asks_and_stops_at_the_goal(tmp_pa
     assert result.exit_code == 0, result.output
     rows = read_history(out)
     cfg = RunConfig(labeling_rate="adaptive", per_round=5, max_per_round=12, gain=0.2, epsilon=0.05)
-    history = [{"val2_acc": float(r["val2_acc"]), "queried": int(r["queried"])} for r in rows]
-    assert [h["queried"] for h in history[1:]] == [next_batch_size(cfg, history[:i]) for i in range(1, len(history))]
-    assert history[1]["queried"] == 5 and len({h["queried"] for h in history[1:]}) > 1  # the rate did adapt
+    history = _history(*((float(r["val2_acc"]), int(r["queried"])) for r in rows))
+    assert [h.queried for h in history[1:]] == [next_batch_size(cfg, history[:i]) for i in range(1, len(history))]
+    assert history[1].queried == 5 and len({h.queried for h in history[1:]}) > 1  # the rate did adapt
 
     # A goal first reached in round k >= 1 stops the same run there.
-    val2 = [h["val2_acc"] for h in history]
+    val2 = [h.val2_acc for h in history]
     k = next((i for i in range(1, len(val2)) if val2[i] > max(val2[:i])), None)
     assert k is not None, f"no round improved on the ones before it: {val2}"
     goal = val2[k]

@@ -13,16 +13,16 @@ from alplug.config import RunConfig
 from alplug.recipes import compare_recipes, holm
 from alplug.study import Study
 
+from conftest import write_finished_run
+
 
 def make_study(path, accuracies: dict[int, float], **settings) -> Study:
     """A finished study of `random` whose run for seed s reached accuracies[s] (files as alplug writes them)."""
     study = Study(path, ["random"], sorted(accuracies), RunConfig(n_start=3, rounds=0, **settings))
     study.prepare()
     for run in study.runs:
-        d = study.run_dir(run)
-        d.mkdir(parents=True)
-        (d / "history.csv").write_text("round,labels,val2_acc,queried_classes\n0,30,0.5,\n")
-        (d / "result.json").write_text(json.dumps({"test_accuracy": accuracies[run.seed], "classes": ["a", "b"]}))
+        write_finished_run(study.run_dir(run), [{"round": 0, "labels": 30, "val2_acc": 0.5}],
+                           {"test_accuracy": accuracies[run.seed], "classes": ["a", "b"]})
     return study
 
 
@@ -75,11 +75,9 @@ def make_curve_study(path, queries: dict[str, dict[int, list[float]]], **setting
     study.prepare()
     for run in study.runs:
         curve = queries[run.query][run.seed]
-        d = study.run_dir(run)
-        d.mkdir(parents=True)
-        (d / "history.csv").write_text("round,labels,val2_acc,queried_classes,test_acc\n" + "".join(
-            f"{i},{10 * (i + 1)},0.5,,{acc}\n" for i, acc in enumerate(curve)))
-        (d / "result.json").write_text(json.dumps({"test_accuracy": curve[-1], "classes": ["a", "b"]}))
+        write_finished_run(study.run_dir(run), [{"round": i, "labels": 10 * (i + 1), "val2_acc": 0.5, "test_acc": acc}
+                                                for i, acc in enumerate(curve)],
+                           {"test_accuracy": curve[-1], "classes": ["a", "b"]})
     return study
 
 

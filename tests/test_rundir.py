@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import threading
 
 import pytest
@@ -71,3 +72,54 @@ def test_background_commit_error_is_raised_by_wait_and_nothing_is_named(tmp_path
         run.wait_for_commit()
     assert run.load_state() is None
     run.wait_for_commit()  # raised once, not again
+
+
+# ---- round records --------------------------------------------------------------------------------------------
+
+def _record(**changes):
+    from alplug.records import RoundRecord
+
+    values = dict(round=1, labels=15, queried=5, train_seconds=0.4, query_seconds=0.1, train_loss=2.3, val1_acc=0.3,
+                  val1_loss=1.9, val2_acc=0.5, val2_loss=1.7, queried_ids=[4, 9], queried_classes=[1, 0],
+                  strategy="=margin", test_acc=0.45, stop={"kappa": 0.8, "uncertainty": None})
+    return RoundRecord(**{**values, **changes})
+
+
+def test_a_round_record_goes_through_state_json_and_into_history_csv_unchanged():
+    from alplug.records import RoundRecord, history_csv
+
+    record = _record()
+    assert RoundRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+    # history.csv keeps the columns and cells it had when rows were dicts
+    assert history_csv([record]).splitlines() == [
+        "round,labels,queried,train_seconds,query_seconds,train_loss,val1_acc,val1_loss,val2_acc,val2_loss,"
+        "queried_ids,queried_classes,strategy,test_acc,stop_kappa,stop_uncertainty",
+        "1,15,5,0.4,0.1,2.3,0.3,1.9,0.5,1.7,4 9,1 0,'=margin,0.45,0.8,"]
+    assert record.numbers() == {"labels": 15.0, "queried": 5.0, "train_seconds": 0.4, "query_seconds": 0.1,
+                                "train_loss": 2.3, "val1_acc": 0.3, "val1_loss": 1.9, "val2_acc": 0.5,
+                                "val2_loss": 1.7, "test_acc": 0.45, "stop_kappa": 0.8}
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"labels": True}, "labels = True, not a whole number"),
+    ({"round": -1}, "round = -1, not a whole number"),
+    ({"val2_acc": 1.5}, "val2_acc = 1.5, not an accuracy"),
+    ({"test_acc": "0.9"}, "test_acc = '0.9', not a number"),
+    ({"queried_ids": [1, -2]}, "queried_ids that are not a list"),
+    ({"queried_classes": "1 2"}, "queried_classes that are not a list"),
+    ({"strategy": "x" * 1001}, "strategy that is not a short text"),
+    ({"stop_kappa": [1]}, "stop_kappa = [1], not a number"),
+    ({"val2_acc": None}, "val2_acc = None, not a number"),
+])
+def test_a_round_record_from_a_file_is_checked(change, message):
+    from alplug.records import RoundRecord
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RoundRecord.from_dict({**_record().to_dict(), **change})
+    row = _record().to_dict()
+    del row["val2_acc"]
+    with pytest.raises(ValueError, match="has no val2_acc"):
+        RoundRecord.from_dict(row)
+    # an older alplug's record: the fields it did not write take their defaults
+    old = RoundRecord.from_dict({"round": 0, "labels": 10, "val2_acc": 0.2, "unknown": 1})
+    assert old.test_acc is None and old.queried_ids == [] and old.stop == {"kappa": None, "uncertainty": None}

@@ -154,7 +154,7 @@ def test_a_tracker_killed_mid_run_costs_one_warning_and_resume_sends_what_it_mis
 
     def commit_then_kill_the_server(self, state, row):
         commit(self, state, row)
-        if row["round"] == 0:
+        if row.round == 0:
             server.kill()
 
     monkeypatch.setattr(loop.ActiveLearningRun, "_commit", commit_then_kill_the_server)

@@ -89,7 +89,7 @@ def resumed_run(tmp_path_factory):
 
     def commit_then_interrupt(self, state, row):
         commit(self, state, row)
-        if row["round"] == 1:
+        if row.round == 1:
             raise KeyboardInterrupt
 
     loop.ActiveLearningRun._commit = commit_then_interrupt
@@ -198,3 +198,51 @@ def test_a_tracker_that_cannot_open_is_one_line_and_exit_2(tmp_path):
     result = invoke("run", "--out", tmp_path / "r", "--track", f"tensorboard={blocker}", *QUICK)
     assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith(
         f"alplug: error: --track tensorboard={blocker}: cannot open it"), result.output
+
+
+# ---- a tracker added in one class --------------------------------------------------------------------------------
+
+def test_a_tracker_added_in_one_class_tracks_a_run(tmp_path, monkeypatch):
+    """A Tracker subclass with a kind is all a new tracker is: --track takes it, and the run sends it every
+    round's record, the files and the end."""
+    from alplug import tracking
+
+    monkeypatch.setattr(tracking, "TRACKERS", dict(tracking.TRACKERS))  # the class below registers itself here
+    sent = []
+
+    class ListTracker(tracking.Tracker):
+        kind, module, where_metavar, where_help = "list", "json", "NAME", "a name"
+
+        def open(self, directory, config, recorded, name, tags):
+            sent.append(("open", config["query"], self.spec.where))
+            return {"name": name}
+
+        def where(self):
+            return "tracking in a list"
+
+        def callbacks(self):
+            return []
+
+        def log_metrics(self, metrics, step):
+            sent.append((step, metrics))
+
+        def save_files(self, paths):
+            sent.append(("files", sorted(p.name for p in paths)))
+
+        def close(self):
+            sent.append("closed")
+
+        def fail(self, interrupted):
+            sent.append("failed")
+
+    assert "list[=NAME]" in tracking.track_metavar()
+    out = tmp_path / "run"
+    result = invoke("run", "--out", out, "--track", "list=mine", *QUICK)
+    assert result.exit_code == 0, result.output
+    assert "tracking in a list" in result.output and sent[0] == ("open", "margin", "mine")
+    rows = history(out)
+    rounds = [m for m in sent if isinstance(m, tuple) and isinstance(m[0], int) and "round/round" in m[1]]
+    assert [step for step, _ in rounds] == [int(r["labels"]) for r in rows]
+    assert [m["round/val2_acc"] for _, m in rounds] == [float(r["val2_acc"]) for r in rows]
+    assert ("files", sorted(tracking.RUN_FILES)) in sent and sent[-1] == "closed"
+    assert read_tracking(out)["list"]["name"]
