@@ -9,14 +9,11 @@ from pathlib import Path
 import click
 
 from .cli_options import explicit_settings, run_options, say_preparing, track_option
-from .config import RunConfig
+from .config import RunConfig, project_settings
 
-# The run settings that mean something for a labeling project (the data set is the project's folder,
-# and the person labeling decides when to stop).
-PROJECT_SETTINGS = ("recipe", "query", "query_options", "initial", "model", "image_size", "per_round", "epochs", "lr", "batch_size",
-                    "weight_decay", "optimizer", "augment", "hflip", "augment_copies", "weights", "dropout", "freeze_backbone",
-                    "features_from", "ssl", "ssl_epochs", "semi", "semi_weight", "semi_threshold", "semi_ratio",
-                    "device", "seed")
+# The run settings that mean something for a labeling project (declared with project=True: the data set is the
+# project's folder, and the person labeling decides when to stop).
+PROJECT_SETTINGS = project_settings()
 
 
 # Class names appear in the page, in CSV files and in key bindings: markup, quotes and control characters

@@ -22,7 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
 from .data.lazy import IndexedImages, is_index_array
-from .errors import AlplugError, UnknownNameError, UsageError
+from .config import check_values
+from .errors import AlplugError, UsageError
 from .models import ImageClassifier
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -222,9 +223,8 @@ class ImageClassifierNet(NeuralNetClassifier):
 
                     self.spread_ = spread_targets(dataset.features, dataset.y, unlabeled.features, len(self.classes))
                 unlabeled = FeatureDataset(unlabeled.features, *self.spread_)
-        elif self.semi == "spread":
-            raise UsageError("--semi spread spreads the labels over a frozen backbone's fixed features: "
-                             "use it with --freeze-backbone and without --augment")
+        elif self.semi == "spread":  # set on a net that computes no fixed features
+            check_values({"semi": "spread", "freeze_backbone": False})
         channels = int(self.images.shape[1]) if self.images is not None else int(np.asarray(self.unlabeled).shape[1])
         batch = self.semi_ratio * self.batch_size
         self.unlabeled_batches_ = Forever(unlabeled_loader(unlabeled, batch, self.semi, channels, self.semi_hflip,
@@ -500,7 +500,7 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
                    freeze_backbone: bool = False, semi: str | None = None, semi_weight: float = 1.0,
                    semi_threshold: float = 0.95, semi_ratio: int = 2,
                    features_from: str | None = None, augment_copies: int = 0,
-                   augment_seed: int = 0) -> ImageClassifierNet:
+                   augment_seed: int = 0, **net_params) -> ImageClassifierNet:
     """An unfitted skorch classifier for ``model`` (resnet18, resnet50, squeezenet1_1).
 
     ``valid_data=(X, y)`` is scored after every epoch (skorch's ``valid_loss``
@@ -511,23 +511,16 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
     ``--ssl`` backbone) is what every fit starts from; ``freeze_backbone`` trains the head only;
     ``features_from`` cuts the backbone after that part; ``augment_copies`` (frozen backbone) adds that many fixed
     augmented copies of each labeled image to every fit, drawn by ``augment_seed``; ``semi``
-    trains on ``net.unlabeled`` too (``alplug.semi``). ``warm_start=False``
+    trains on ``net.unlabeled`` too (``alplug.semi``). ``net_params`` go to skorch as they are (its ``prefix__name``
+    routes ``optimizer__momentum`` to the optimizer, ``module__...`` to the module). ``warm_start=False``
     rebuilds the module on every ``fit``, so each active-learning round trains
     from scratch (or from the pretrained ``weights``).
     """
-    if optimizer not in OPTIMIZERS:
-        raise UnknownNameError("optimizer", optimizer, OPTIMIZERS)
-    if not lr > 0:
-        raise UsageError(f"lr = {lr}, must be > 0")
-    if not weight_decay >= 0:
-        raise UsageError(f"weight_decay = {weight_decay}, must be >= 0")
-    if batch_size < 2:
-        raise UsageError(f"batch_size = {batch_size}, must be >= 2 (BatchNorm needs two samples)")
-    if epochs < 1:
-        raise UsageError(f"epochs = {epochs}, must be >= 1")
-    if augment_copies and (augment or not freeze_backbone):  # per-step views turn the feature cache off
-        raise UsageError("augment_copies trains on fixed copies of a frozen backbone's features: use it with "
-                         "freeze_backbone=True and augment=False")
+    # The settings' own declarations (config.setting) check them: a caller may not have gone through RunConfig.
+    check_values({"optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
+                  "epochs": epochs, "dropout": dropout, "augment": augment, "augment_copies": augment_copies,
+                  "freeze_backbone": freeze_backbone, "semi": semi, "semi_weight": semi_weight,
+                  "semi_threshold": semi_threshold, "semi_ratio": semi_ratio})
     device = resolve_device(device)
     extra = {}
     if optimizer == "sgd":
@@ -559,5 +552,5 @@ def make_estimator(model: str = "resnet18", *, in_channels: int, num_classes: in
         iterator_train=train_loader, iterator_train__shuffle=True,
         train_split=train_split, classes=list(range(num_classes)),
         device=device, amp=amp, images=images, warm_start=warm_start, callbacks=callbacks, verbose=verbose,
-        **extra,
+        **{**extra, **net_params},
     )

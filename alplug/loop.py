@@ -39,15 +39,10 @@ def estimator_for(config: RunConfig, in_channels: int, num_classes: int, images,
     from .estimators import make_estimator
 
     return make_estimator(
-        config.model, in_channels=in_channels, num_classes=num_classes, dropout=config.dropout,
-        image_size=image_size or config.image_size, weights=config.weights, lr=config.lr,
-        batch_size=config.batch_size, epochs=config.epochs, weight_decay=config.weight_decay,
-        optimizer=config.optimizer, augment=config.augment, hflip=config.hflip,
-        augment_copies=config.augment_copies, augment_seed=config.seed, device=config.device,
-        valid_data=valid_data, warm_start=config.warm_start, progress=progress, images=images,
-        backbone_file=backbone_file, freeze_backbone=config.freeze_backbone, semi=config.semi,
-        semi_weight=config.semi_weight, semi_threshold=config.semi_threshold, semi_ratio=config.semi_ratio,
-        features_from=config.features_from)
+        **config.settings_for("estimator"),  # every setting declared to="estimator" (config.setting)
+        in_channels=in_channels, num_classes=num_classes, image_size=image_size or config.image_size,
+        augment_seed=config.seed, valid_data=valid_data, progress=progress, images=images,
+        backbone_file=backbone_file)
 
 
 def pick_without_labels(estimator, strategy_name: str, pool: np.ndarray, n: int, seed: int,

@@ -6,19 +6,15 @@ code stops a run and, in ``alplug report``, shows where every rule would have st
 
 A rule is one ``StopRule`` in ``STOP_RULES``: its name and default threshold, what thresholds it takes, what it
 measures every round on the stop set (kept in each round record as ``stop_<name>``; rules that read the records'
-other figures measure nothing), and whether it fires. Adding one touches this file only.
+other figures measure nothing), and whether it fires. Adding one touches this file only. The records rules
+read are ``alplug.records.RoundRecord``s (not imported here: records name the rules' figures after them).
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from .errors import UsageError
-
-if TYPE_CHECKING:
-    from .records import RoundRecord
 
 KAPPA_WINDOW = 3       # rounds whose kappas are averaged (the paper's three)
 STOP_SET_SIZE = 1000   # unlabeled images predicted every round for the rules that measure
@@ -39,7 +35,7 @@ class StopRule:
         """This round's figure from the stop set's class probabilities (``previous``: last round's predictions)."""
         raise NotImplementedError
 
-    def fires(self, threshold: float, history: list[RoundRecord]) -> str | None:
+    def fires(self, threshold: float, history: list) -> str | None:
         """Why the rule stops after the last record of ``history`` (None: it does not)."""
         raise NotImplementedError
 
@@ -161,12 +157,12 @@ def stop_measures(proba: np.ndarray, previous: list[int] | None) -> tuple[list[i
     return [int(p) for p in proba.argmax(axis=1)], figures
 
 
-def fires(rule: str, threshold: float, history: list[RoundRecord]) -> str | None:
+def fires(rule: str, threshold: float, history: list) -> str | None:
     """Why ``rule`` stops after the last record of ``history``, or None."""
     return STOP_RULES[rule].fires(threshold, history) if history else None
 
 
-def first_stop(rule: str, threshold: float, history: list[RoundRecord]) -> int | None:
+def first_stop(rule: str, threshold: float, history: list) -> int | None:
     """The index of the first record after which ``rule`` would have stopped the run (None: it never fires)."""
     for k in range(len(history)):
         if fires(rule, threshold, history[:k + 1]):
@@ -174,12 +170,12 @@ def first_stop(rule: str, threshold: float, history: list[RoundRecord]) -> int |
     return None
 
 
-def _accuracy(row: RoundRecord) -> float:
+def _accuracy(row) -> float:
     """Test accuracy where the record has it, val-2 otherwise."""
     return row.val2_acc if row.test_acc is None else row.test_acc
 
 
-def stop_cost(history: list[RoundRecord], k: int, n_apply: int, cost_label: float, lam: float,
+def stop_cost(history: list, k: int, n_apply: int, cost_label: float, lam: float,
               error_cost: float) -> float:
     """The cost of stopping after record ``k``: C_L·labels + k·λ·C_L (training rounds) + C_E·errors on the
     ``n_apply`` images the model then labels (test accuracy where recorded, val-2 otherwise)."""
@@ -187,7 +183,7 @@ def stop_cost(history: list[RoundRecord], k: int, n_apply: int, cost_label: floa
     return cost_label * row.labels + k * lam * cost_label + error_cost * (1.0 - _accuracy(row)) * n_apply
 
 
-def where_rules_stop(history: list[RoundRecord], rules: dict[str, float], n_apply: int, cost_label: float,
+def where_rules_stop(history: list, rules: dict[str, float], n_apply: int, cost_label: float,
                      lam: float, error_cost: float) -> dict[str, dict]:
     """For each rule, and "hindsight" (the cheapest record): the record it stops after (the last if it never
     fires), whether it fired, the labels, the accuracy there and the cost."""

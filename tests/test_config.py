@@ -39,3 +39,48 @@ def test_validate_reports_every_problem_at_once():
 def test_differences_are_named():
     assert RunConfig(seed=1).differences(RunConfig(seed=2)) == ["seed: 1 != 2"]
     assert RunConfig(seed=1).differences(RunConfig(seed=2), only={"query"}) == []
+
+
+# ---- a setting declared once ------------------------------------------------------------------------------------
+
+def test_a_setting_declared_once_is_an_option_a_checked_toml_key_and_reaches_the_optimizer(tmp_path):
+    """One declaration, no other edit: the option, its help, the TOML type check, the range in validate(), the
+    project's settings and the route to the estimator (a skorch parameter, so torch's optimizer receives it)."""
+    import dataclasses
+
+    import click
+    from click.testing import CliRunner
+
+    from alplug.cli_options import explicit_settings, run_options
+    from alplug.config import project_settings, setting
+    from alplug.loop import estimator_for
+
+    @dataclasses.dataclass
+    class WithEps(RunConfig):
+        adam_eps: float = setting(1e-8, valid=((lambda v: v > 0), "must be > 0"), to="estimator",
+                                  key="optimizer__eps", project=True, help="Adam's epsilon.")
+
+    seen = {}
+
+    @click.command()
+    @run_options(config_class=WithEps)
+    @click.pass_context
+    def command(ctx, **params):
+        seen.update(explicit_settings(ctx, params, WithEps), all=params)
+
+    result = CliRunner().invoke(command, ["--adam-eps", "1e-6", "--lr", "0.01"])
+    assert result.exit_code == 0, result.output
+    assert seen["adam_eps"] == 1e-6 and seen["lr"] == 0.01 and seen["all"]["batch_size"] == 32
+    assert "--adam-eps FLOAT" in CliRunner().invoke(command, ["--help"]).output
+    assert "adam_eps" in project_settings(WithEps) and "adam_eps" not in project_settings()
+
+    with pytest.raises(UsageError, match="--adam-eps = 0.0, must be > 0"):
+        WithEps(adam_eps=0.0).validate()
+    with pytest.raises(UsageError, match="adam_eps = 'small', must be a number"):
+        WithEps.from_dict({"adam-eps": "small"})
+    (tmp_path / "c.toml").write_text(WithEps(adam_eps=1e-5).to_toml())
+    config = WithEps.from_toml(tmp_path / "c.toml").validate()
+    assert config.adam_eps == 1e-5
+
+    net = estimator_for(config, in_channels=1, num_classes=3, images=None).initialize()
+    assert net.optimizer_.defaults["eps"] == 1e-5 and net.optimizer_.defaults["lr"] == config.lr

@@ -103,7 +103,10 @@ def test_semi_loss_by_hand(method):
 
 
 def test_method_lists_agree():
-    assert SEMI_METHODS == semi.METHODS and SSL_METHODS == ssl.METHODS
+    from alplug.config import OPTIMIZER_NAMES
+    from alplug.estimators import OPTIMIZERS
+
+    assert SEMI_METHODS == semi.METHODS and SSL_METHODS == ssl.METHODS and OPTIMIZER_NAMES == tuple(OPTIMIZERS)
 
 
 # ---- the unlabeled stream ----------------------------------------------------------------------------------
