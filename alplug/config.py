@@ -27,7 +27,7 @@ def setting(default=None, *, help: str | None, valid: tuple | None = None, choic
             cli: dict | None = None, factory=None):
     """A run setting, declared once: its default and help, what values it takes (``valid``: a test and what it
     says when it fails; ``choices``; ``nonempty`` text), which code it is handed to (``to="estimator"``: a keyword
-    of ``estimators.make_estimator``, passed by ``loop.estimator_for``, under the name ``key`` if given: a skorch
+    of ``estimators.make_estimator``, passed by ``round_steps.estimator_for``, under the name ``key`` if given: a skorch
     parameter such as ``optimizer__momentum`` reaches the optimizer with no other code), whether labeling projects take it, and how
     its click option differs from the plain ``--NAME`` of its type (``cli``: extra flags, metavar, help's default).
     From this the CLI options, the TOML check, ``validate()`` and docs/cli.md are made."""
@@ -176,7 +176,7 @@ class RunConfig:
         help="Validation set 2 (scores every round): fraction or count.")
 
     def settings_for(self, consumer: str) -> dict:
-        """The settings declared ``to=consumer``, by name (or declared key): what ``loop.estimator_for`` hands
+        """The settings declared ``to=consumer``, by name (or declared key): what ``round_steps.estimator_for`` hands
         ``make_estimator``."""
         return {f.metadata.get("key") or f.name: getattr(self, f.name) for f in fields(self)
                 if f.metadata.get("to") == consumer}

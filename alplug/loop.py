@@ -26,54 +26,10 @@ from .config import RunConfig
 from .data import DataSet, Splits, load_dataset, make_splits
 from .rundir import RunDirectory, RunState
 from .labeling_rate import next_batch_size
-from .strategies.outputs import shared_model_outputs
 from .records import RoundRecord
+from .round_steps import estimator_for, pick_without_labels, query_batch, round_seed, save_torch, ssl_backbone
 from .stopping import fires, measuring_rules, parse_stop, stop_measures, stop_set
 from .strategies.schedules import chosen_by
-
-
-def estimator_for(config: RunConfig, in_channels: int, num_classes: int, images, *, image_size: int | None = None,
-                  valid_data=None, progress: bool = False, backbone_file: str | None = None):
-    """The skorch estimator a run's (or a labeling project's) settings describe, over ``images``
-    (``backbone_file``: the cached ``--ssl`` backbone every fit starts from)."""
-    from .estimators import make_estimator
-
-    return make_estimator(
-        **config.settings_for("estimator"),  # every setting declared to="estimator" (config.setting)
-        in_channels=in_channels, num_classes=num_classes, image_size=image_size or config.image_size,
-        augment_seed=config.seed, valid_data=valid_data, progress=progress, images=images,
-        backbone_file=backbone_file)
-
-
-def pick_without_labels(estimator, strategy_name: str, pool: np.ndarray, n: int, seed: int,
-                        echo=None) -> np.ndarray:
-    """``n`` pool ids picked by a strategy that needs no labels (random, typiclust, ...) on ``estimator``
-    initialised (seeded) but not trained: the first labels of a run (``--initial``) or of a labeling project.
-    Embedding strategies see its pretrained backbone where it has one, random weights otherwise (which make them
-    little better than random). A strategy that reads the model's predictions (margin, entropy, BALD) reads an
-    untrained head's: ``echo`` says so."""
-    import torch
-
-    from .strategies import resolve_query
-    from .strategies.outputs import shared_model_outputs, watch_prediction_reads
-
-    strategy = resolve_query(strategy_name)
-    torch.manual_seed(seed)
-    estimator.initialize()
-    with shared_model_outputs(), watch_prediction_reads() as reads:
-        idx, _ = strategy(estimator, pool.copy(), n, random_state=seed)
-    if reads and echo:
-        echo(f"note: {strategy_name} picked the first labels by the predictions of a model trained on no label, "
-             "which are close to random; strategies that need no labels read images or embeddings instead "
-             "(random, typiclust, probcover)")
-    chosen = pool[np.asarray(idx, dtype=np.int64)]
-    check_new_labels(chosen, np.array([], dtype=np.int64), strategy)
-    return chosen
-
-
-def round_seed(seed: int, round_: int) -> int:
-    """A distinct 32-bit seed per (run seed, round)."""
-    return int(np.random.SeedSequence([seed, round_]).generate_state(1)[0])
 
 
 @dataclass
@@ -84,29 +40,6 @@ class Oracle:
 
     def reveal(self, ids: np.ndarray) -> np.ndarray:
         return self.labels[ids]
-
-
-def save_torch(obj, path) -> None:
-    """``torch.save`` to a file through Python's own I/O: a full disk is then an ``OSError`` naming the file,
-    where torch's zip writer would raise ``RuntimeError: [enforce fail at inline_container.cc]``."""
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    with open(path, "wb") as f:
-        f.write(buf.getbuffer())
-
-
-def check_new_labels(new: np.ndarray, labeled: np.ndarray, strategy) -> None:
-    """The ids about to be labeled must be distinct and not labeled yet, whatever the strategy did."""
-    if len(np.unique(new)) != len(new) or np.isin(new, labeled).any():
-        from .strategies.outputs import StrategyError
-
-        where = getattr(strategy, "alplug_name", "the strategy")
-        raise StrategyError(f"{where} chose images that are labeled already or chosen twice; nothing was labeled "
-                            f"(a strategy must not change X_pool)")
 
 
 def _stop_reason(config: RunConfig, state: RunState, n_pool_left: int) -> str | None:
@@ -344,11 +277,8 @@ class ActiveLearningRun:
                 n = min(n, cfg.budget - state.labels)
             by = chosen_by(self.strategy, cfg.query, state.labels)
             t0 = time.perf_counter()
-            with shared_model_outputs():  # the strategy gets its own copy: nothing it does changes `pool`
-                idx, _ = learner.query(pool.copy(), n_instances=n, random_state=round_seed(cfg.seed, round_))
+            new = query_batch(learner, pool, n, round_seed(cfg.seed, round_), self._labeled_ids(state))
             query_s = time.perf_counter() - t0
-            new = pool[np.asarray(idx, dtype=np.int64)]
-            check_new_labels(new, self._labeled_ids(state), self.strategy)
             self.run_dir.wait_for_commit()  # the last round's checkpoint reads the weights teach() changes
             torch.manual_seed(round_seed(cfg.seed, round_))
             if self.tracked:
@@ -409,13 +339,8 @@ class ActiveLearningRun:
         """
         if self.config.ssl is None:
             return None
-        from .estimators import resolve_device
-        from .ssl import pretrained_backbone, settings_for
-
         ids = np.concatenate([self.splits.pool, self.splits.initial])
-        backbone = pretrained_backbone(settings_for(self.config, self.data.channels), self.data.X, ids,
-                                       device=resolve_device(self.config.device), echo=self.echo,
-                                       progress=self.progress, weights=self.config.weights)
+        backbone = ssl_backbone(self.config, self.data.X, ids, echo=self.echo, progress=self.progress)
         recorded = state.ssl_backbone if state is not None else None
         if isinstance(recorded, dict) and recorded.get("key") not in (None, backbone.key):
             raise self.run_dir.damaged(f"it started from self-supervised backbone {recorded.get('key')}, but "

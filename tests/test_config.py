@@ -53,7 +53,7 @@ def test_a_setting_declared_once_is_an_option_a_checked_toml_key_and_reaches_the
 
     from alplug.cli_options import explicit_settings, run_options
     from alplug.config import project_settings, setting
-    from alplug.loop import estimator_for
+    from alplug.round_steps import estimator_for
 
     @dataclasses.dataclass
     class WithEps(RunConfig):

@@ -500,7 +500,7 @@ def test_settings_that_do_nothing_are_noted():
 
 def test_an_initial_pick_by_an_untrained_models_predictions_is_noted(digits):
     from alplug.config import RunConfig
-    from alplug.loop import estimator_for, pick_without_labels
+    from alplug.round_steps import estimator_for, pick_without_labels
 
     notes = []
     estimator = estimator_for(RunConfig(epochs=1, model="squeezenet1_1"), digits.channels, digits.n_classes,

@@ -7,7 +7,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Built on the plugin layer: runs and studies, labeling projects, tracking, reports, training add-ons, the CLI.
 APPLICATIONS = ("alplug.loop", "alplug.study", "alplug.backends", "alplug.project", "alplug.tracking",
                 "alplug.report", "alplug.recipes", "alplug.plots", "alplug.summary", "alplug.ssl", "alplug.semi",
-                "alplug.stopping", "alplug.rundir", "alplug.cli", "alplug.cli_options", "alplug.cli_project")
+                "alplug.stopping", "alplug.rundir", "alplug.cli", "alplug.cli_options", "alplug.cli_project",
+                "alplug.round_steps", "alplug.records")
 PLUGIN_LAYER = ("alplug.plugins", "alplug.strategies", "alplug.models", "alplug.data")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..loop import check_new_labels, estimator_for, pick_without_labels, round_seed
+from ..round_steps import estimator_for, pick_without_labels, query_batch, round_seed, save_model, ssl_backbone
 from ..strategies.schedules import chosen_by
 from ..data.sources import is_colour
 from .images import project_images
@@ -105,7 +105,6 @@ def _next_batch(store: ProjectStore, n: int, echo, track=(), overlap=(1, 0.0)) -
     else:
         from ..checks import check_run_settings
         from ..modal_compat import active_learner_class
-        from ..strategies.outputs import shared_model_outputs
 
         check_project_model(store)  # before any pretraining or training
         labeled_pos = np.asarray([position[row[0]] for row in labeled], dtype=np.int64)
@@ -123,14 +122,11 @@ def _next_batch(store: ProjectStore, n: int, echo, track=(), overlap=(1, 0.0)) -
         train_s = time.perf_counter() - t_train
         if held.any():
             val_acc = float(np.mean(estimator.predict(labeled_pos[held]) == y[held]))
-        with shared_model_outputs():  # the strategy gets its own copy: nothing it does changes `pool`
-            idx, _ = learner.query(pool.copy(), n_instances=n, random_state=seed)
-        chosen = pool[np.asarray(idx, dtype=np.int64)]
-        check_new_labels(chosen, labeled_pos, learner.query_strategy)
+        chosen = query_batch(learner, pool, n, seed, labeled_pos)
         proba = estimator.predict_proba(chosen)
         hints = [(classes[int(p.argmax())], float(p.max())) for p in proba]
         how = chosen_by(learner.query_strategy, cfg.query, trained_on)  # a schedule's stage, by the labels trained on
-        _save_model(store, estimator)
+        save_model(estimator.module_, store.project / "model.pt")  # for use outside alplug, like a run's model.pt
         if tracked:
             tracked.log_batch(_batch_metrics(len(labeled), trained_on, val_acc, train_s, batch_number, hints, classes),
                               step=len(labeled), files=[store.project / "model.pt"])
@@ -209,12 +205,7 @@ def _estimator(store: ProjectStore, cfg, paths, ids, seed: int, echo):
     if cfg.ssl is not None:
         # Pretrained on every readable image of the project: a set that stays put from batch to batch (the
         # held-out labels change with each batch's seed), so every batch reuses one pretraining.
-        from ..estimators import resolve_device
-        from ..ssl import pretrained_backbone, settings_for
-
-        backbone = str(pretrained_backbone(settings_for(cfg, X.shape[1]), X, np.arange(len(ids)),
-                                           device=resolve_device(cfg.device), echo=echo,
-                                           weights=cfg.weights).path)
+        backbone = str(ssl_backbone(cfg, X, np.arange(len(ids)), echo=echo).path)
     torch.manual_seed(seed)
     return estimator_for(cfg, X.shape[1], len(store.classes), X, image_size=cfg.image_size or DEFAULT_IMAGE_SIZE,
                          backbone_file=backbone)
@@ -225,16 +216,3 @@ def _pick_without_labels(store: ProjectStore, cfg, name: str, paths, ids, pool, 
     untrained model's embeddings (pretrained with ``--ssl`` or ``--weights``)."""
     echo(f"picking {n} images with {name} (no model trained yet) ...")
     return pick_without_labels(_estimator(store, cfg, paths, ids, seed, echo), name, pool, n, seed, echo=echo)
-
-
-def _save_model(store: ProjectStore, estimator) -> None:
-    """The latest model, for use outside alplug (a state dict, like a run directory's model.pt)."""
-    import io
-
-    import torch
-
-    from ..userfiles import atomic_write
-
-    buf = io.BytesIO()
-    torch.save(estimator.module_.state_dict(), buf)
-    atomic_write(store.project / "model.pt", buf.getvalue())
