@@ -1,4 +1,4 @@
-"""CSV cells that a spreadsheet will not run, and whole CSV files.
+"""The tables alplug writes: CSV cells that a spreadsheet will not run, whole CSV files, and Markdown tables.
 
 A cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a formula to Excel,
 LibreOffice and Google Sheets (``=HYPERLINK(...)``, ``=cmd|...``). OWASP's advice for CSV injection is to
@@ -52,3 +52,13 @@ def csv_text(header, rows) -> str:
     writer.writerow([neutralise(h) for h in header])
     writer.writerows(safe_rows(rows))
     return buf.getvalue()
+
+
+def markdown_table(header: list[str], rows) -> str:
+    """A Markdown (GitHub) table, ``|`` in a cell escaped. Four lines of our own: tabulate's "github" format
+    leaves a ``|`` in a cell as it is, which splits the cell."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])

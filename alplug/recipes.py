@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .csvcells import markdown_table
 from .report import labels_to_reach, load_runs
 from .study import Study
 
@@ -174,16 +175,14 @@ def markdown(rows: list[dict], metric: str = "test") -> str:
     def f(v, digits=3):
         return "—" if v is None else f"{v:.{digits}f}"
 
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|")
-
     name = METRIC_NAMES[kind].format(value) if value is not None else METRIC_NAMES[kind]
-    lines = [f"| recipe | runs | labels | median {name} | mean ± sd | range | vs first: wins/ties/losses | "
-             "median paired difference | Wilcoxon p | Holm p |", "| --- " * 10 + "|"]
+    header = ["recipe", "runs", "labels", f"median {name}", "mean ± sd", "range", "vs first: wins/ties/losses",
+              "median paired difference", "Wilcoxon p", "Holm p"]
+    table = []
     for r in rows:
         versus = (f"{r['wins']}/{r['ties']}/{r['losses']} of {r['pairs']}", f(r["median_diff"], digits),
                   f(r["p"]), f(r["p_holm"])) if "p" in r else ("—", "—", "—", "—")
-        lines.append(f"| {cell(r['recipe'])} | {r['runs']} | {r['labels']} | {f(r['median'], digits)} | "
-                     f"{f(r['mean'], digits)} ± {f(r['sd'], digits)} | {f(r['min'], digits)}–{f(r['max'], digits)} | "
-                     + " | ".join(versus) + " |")
-    return "\n".join(lines) + "\n"
+        table.append([r["recipe"], r["runs"], r["labels"], f(r["median"], digits),
+                      f"{f(r['mean'], digits)} ± {f(r['sd'], digits)}", f"{f(r['min'], digits)}–{f(r['max'], digits)}",
+                      *versus])
+    return markdown_table(header, table) + "\n"

@@ -264,14 +264,6 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
             (out / f"{name}.csv").write_text(csv_text(list(rows[0]), ([r[k] for k in rows[0]] for r in rows)),
                                             encoding="utf-8")
 
-    def md_table(rows):
-        if not rows:
-            return "(no finished runs)"
-        head = list(rows[0])
-        lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
-        lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
-        return "\n".join(lines)
-
     base = study.base
     rate = (f"{base.per_round} per round" if base.labeling_rate == "fixed" else
             f"an adaptive labeling rate starting at {base.per_round} per round")
@@ -285,18 +277,13 @@ def write_report(study: Study, targets=(0.9, 0.95), goal: float = 0.9, cost_labe
     cost_intro = (f"Cost to reach val-2 accuracy {goal:g}: C_L·(initial labels) + K·C_T + Σ C_L·η over the K "
                   f"rounds needed, with C_L = {cost_label:g} per label and C_T = λ·C_L per training round; mean "
                   "over the seeds that reached the goal (how many in brackets).")
-    md = "\n\n".join([
-        "# alplug study report", intro, "![learning curves](learning_curves.png)", "## Summary", md_table(table),
-        "## Label cost", cost_intro, md_table(cost_table), "## Stopping rules", stop_intro, md_table(stop_rows),
-        "## Queried classes",
-        "Share of queried labels for the ten classes random queried most.",
-        "![queried classes](queried_classes.png)", ""])
-    (out / "report.md").write_text(md)
-    html = md
-    for key, path in figures.items():
-        data = base64.b64encode(path.read_bytes()).decode()
-        html = html.replace(f"({path.name})", f"(data:image/png;base64,{data})")
-    (out / "report.html").write_text(_markdown_to_html(html))
+    sections = [("h1", "alplug study report"), ("p", intro), ("img", ("learning curves", figures["learning_curves"])),
+                ("h2", "Summary"), ("table", table), ("h2", "Label cost"), ("p", cost_intro), ("table", cost_table),
+                ("h2", "Stopping rules"), ("p", stop_intro), ("table", stop_rows), ("h2", "Queried classes"),
+                ("p", "Share of queried labels for the ten classes random queried most."),
+                ("img", ("queried classes", figures["queried_classes"]))]
+    (out / "report.md").write_text(_markdown(sections))
+    (out / "report.html").write_text(_html(sections), encoding="utf-8")
     return out
 
 
@@ -311,27 +298,42 @@ def _save(fig, out: Path, name: str) -> Path:
     return out / f"{name}.png"
 
 
-def _markdown_to_html(md: str) -> str:
-    """The few Markdown constructs the report uses, as self-contained HTML (no extra dependency)."""
-    import html as h
-    import re
+def _markdown(sections) -> str:
+    """report.md: the sections as Markdown, figures by their file names beside it."""
+    from .csvcells import markdown_table
 
-    body = []
-    for block in md.split("\n\n"):
-        if block.startswith("# "):
-            body.append(f"<h1>{h.escape(block[2:])}</h1>")
-        elif block.startswith("## "):
-            body.append(f"<h2>{h.escape(block[3:])}</h2>")
-        elif block.startswith("!["):
-            alt, src = re.match(r"!\[(.*)\]\((.*)\)", block).groups()
-            body.append(f'<img alt="{h.escape(alt)}" src="{src}" style="max-width:100%">')
-        elif block.startswith("| "):
-            rows = [r.strip("|").split(" | ") for r in block.splitlines() if not r.startswith("| ---")]
-            cells = ["<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{h.escape(c.strip())}</{'th' if i == 0 else 'td'}>"
-                                      for c in row) + "</tr>" for i, row in enumerate(rows)]
-            body.append("<table border='1' cellpadding='4' style='border-collapse:collapse'>" + "".join(cells)
-                        + "</table>")
-        elif block.strip():
-            body.append(f"<p>{h.escape(block)}</p>")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>alplug study report</title></head>"
-            "<body style='font-family:sans-serif;max-width:60em;margin:auto'>" + "\n".join(body) + "</body></html>")
+    def block(kind, content):
+        if kind == "table":
+            return markdown_table(list(content[0]), ([r[k] for k in content[0]] for r in content)) if content \
+                else "(no finished runs)"
+        return {"h1": "# {}", "h2": "## {}", "p": "{}"}[kind].format(content) if kind != "img" else \
+            f"![{content[0]}]({content[1].name})"
+
+    return "\n\n".join(block(kind, content) for kind, content in sections) + "\n\n"
+
+
+REPORT_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>alplug study report</title></head>
+<body style="font-family:sans-serif;max-width:60em;margin:auto">
+{% for kind, content in sections %}
+{%- if kind == "h1" %}<h1>{{ content }}</h1>
+{%- elif kind == "h2" %}<h2>{{ content }}</h2>
+{%- elif kind == "p" %}<p>{{ content }}</p>
+{%- elif kind == "img" %}<img alt="{{ content[0] }}" src="data:image/png;base64,{{ content[1] }}" style="max-width:100%">
+{%- elif kind == "table" and content %}<table border="1" cellpadding="4" style="border-collapse:collapse">
+<tr>{% for name in content[0] %}<th>{{ name }}</th>{% endfor %}</tr>
+{% for row in content %}<tr>{% for name in content[0] %}<td>{{ row[name] }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+{%- elif kind == "table" %}<p>(no finished runs)</p>
+{%- endif %}
+{% endfor %}</body></html>
+"""
+
+
+def _html(sections) -> str:
+    """report.html: the same sections through Jinja2 (Flask's, installed already), every text escaped, the figures
+    embedded so the page stands alone."""
+    import jinja2
+
+    embedded = [(kind, (content[0], base64.b64encode(content[1].read_bytes()).decode()) if kind == "img" else content)
+                for kind, content in sections]
+    return jinja2.Environment(autoescape=True).from_string(REPORT_PAGE).render(sections=embedded)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MissingDependencyError, UsageError
-from .models.spec import (MAX_SIDECAR_BYTES, CachedBackboneError, load_backbone_file,  # noqa: F401 - re-exported
+from .models.contract import (MAX_SIDECAR_BYTES, CachedBackboneError, load_backbone_file,  # noqa: F401 - re-exported
                           recorded_digest)
 
 METHODS = ("simclr", "byol")
@@ -59,7 +59,7 @@ class PretrainSettings:
 
 def settings_for(config, channels: int) -> PretrainSettings:
     """The pretraining a run's settings ask for. A ``--weights`` file enters by its content, not its name."""
-    from .models.spec import looks_like_a_path
+    from .models.contract import looks_like_a_path
 
     weights = config.weights
     if weights is not None and looks_like_a_path(weights) and Path(weights).expanduser().is_file():

@@ -244,7 +244,7 @@ def check_dataset(source, argument: str | None = None, **load_options) -> None:
     that image values are in range and that images can be read by an array of ids, as runs read them.
     """
     from .data.registry import resolve_dataset
-    from .data.source import DataSource, dataset_problems
+    from .data.contract import DataSource, dataset_problems
 
     if isinstance(source, DataSource):
         name = source.name

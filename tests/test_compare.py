@@ -171,3 +171,20 @@ def test_a_study_run_in_this_process_gives_back_its_torch_thread_count(tmp_path)
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_report_pages_escape_what_they_show(tmp_path):
+    """Class and strategy names reach the report's tables: HTML escapes them (Jinja2's autoescape), Markdown keeps
+    a `|` inside its cell."""
+    from alplug.report import _html, _markdown
+
+    figure = tmp_path / "f.png"
+    figure.write_bytes(b"\x89PNG fake")
+    sections = [("h1", "report"), ("p", "a <b>bold</b> claim"), ("img", ("curve", figure)),
+                ("table", [{"class": "<script>alert(1)</script>", "share": "a|b"}]), ("table", [])]
+    html = _html(sections)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html and "(no finished runs)" in html
+    assert 'src="data:image/png;base64,iVBORyBmYWtl"' in html
+    md = _markdown(sections)
+    assert "| <script>alert(1)</script> | a\\|b |" in md and "![curve](f.png)" in md

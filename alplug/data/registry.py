@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import DataError, UsageError
 from ..plugins import PluginEntry, PluginLoadError, discover, exact_name, lookup
-from .source import DataSet, DataSource, dataset_problems
+from .contract import DataSet, DataSource, dataset_problems
 
 GROUP = "alplug.datasets"
 

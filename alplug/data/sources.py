@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UnreadableImageError
-from .source import DataSet, DataSource
+from .contract import DataSet, DataSource
 
 # name -> (torchvision class, keyword arguments for the train part, for the test part)
 TORCHVISION_SETS = {

@@ -13,7 +13,7 @@ from ..errors import UsageError
 from .cut import pool_features
 from .registry import ModelLoadError, get_model_spec
 from .small_maps import use_small_map_convolutions
-from .spec import ModelParts, ModelSpec, load_backbone_file
+from .contract import ModelParts, ModelSpec, load_backbone_file
 
 
 class ImageClassifier(nn.Module):

@@ -10,7 +10,7 @@ import functools
 
 from ..errors import UsageError
 from ..plugins import PluginEntry, PluginLoadError, discover, exact_name, lookup
-from .spec import ModelFamily, ModelSpec
+from .contract import ModelFamily, ModelSpec
 
 GROUP = "alplug.models"
 

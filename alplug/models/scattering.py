@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import partial
 
 from ..errors import UsageError
-from .spec import ModelParts, ModelSpec, backbone_part, fit_state_dict, load_state_dict_file, looks_like_a_path
+from .contract import ModelParts, ModelSpec, backbone_part, fit_state_dict, load_state_dict_file, looks_like_a_path
 
 GRID = 8  # the head reads each coefficient on a GRID x GRID grid
 

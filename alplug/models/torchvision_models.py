@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 from ..errors import UnknownNameError
-from .spec import (ModelParts, ModelSpec, ModelWeightsError, adapt_first_conv, backbone_part, fit_state_dict,
+from .contract import (ModelParts, ModelSpec, ModelWeightsError, adapt_first_conv, backbone_part, fit_state_dict,
                    load_state_dict_file, looks_like_a_path)
 
 

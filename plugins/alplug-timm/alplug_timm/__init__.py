@@ -61,7 +61,7 @@ def _build(name: str, in_channels: int, num_classes: int, weights: str | None) -
     import timm
     from torch import nn
 
-    from alplug.models.spec import looks_like_a_path
+    from alplug.models import looks_like_a_path
 
     if weights is None or looks_like_a_path(weights):
         model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels, drop_rate=0.0)
