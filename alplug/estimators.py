@@ -135,23 +135,25 @@ class FitHeadStatistics(Callback):
 
 
 class EpochProgress(Callback):
-    """One self-overwriting progress line per fit on a terminal, silent otherwise."""
+    """A progress bar per fit on a terminal (tqdm, which skorch installs; nothing where stderr is not a terminal):
+    epochs done, the last train loss and val-1 accuracy."""
 
-    def __init__(self, stream=None):
-        self.stream = stream
+    def on_train_begin(self, net, **kwargs):
+        from tqdm import tqdm
+
+        self.bar_ = tqdm(total=net.max_epochs, desc="  training", unit="epoch", leave=False, disable=None,
+                         file=sys.stderr)
 
     def on_epoch_end(self, net, **kwargs):
-        stream = self.stream or sys.stderr
-        if not stream.isatty():
-            return
         row = net.history[-1]
-        text = f"  epoch {row['epoch']}/{net.max_epochs} train loss {row['train_loss']:.3f}"
+        shown = {"train loss": f"{row['train_loss']:.3f}"}
         if "valid_acc" in row:
-            text += f" val-1 acc {row['valid_acc']:.3f}"
-        stream.write("\r" + text.ljust(70))
-        if row["epoch"] == net.max_epochs:
-            stream.write("\r" + " " * 70 + "\r")
-        stream.flush()
+            shown["val-1 acc"] = f"{row['valid_acc']:.3f}"
+        self.bar_.set_postfix(shown, refresh=False)
+        self.bar_.update(1)
+
+    def on_train_end(self, net, **kwargs):
+        self.bar_.close()
 
 
 class FeatureDataset:

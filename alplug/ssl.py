@@ -223,13 +223,6 @@ class _BYOL:
 _METHOD_CLASSES = {"simclr": _SimCLR, "byol": _BYOL}
 
 
-def _progress_line(text: str, stream=None) -> None:
-    stream = stream or sys.stderr
-    if stream.isatty():
-        stream.write("\r" + text.ljust(70))
-        stream.flush()
-
-
 def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str = "cpu",
              progress: bool = False, weights: str | None = None):
     """Train the backbone of ``settings.model`` on ``images[ids]`` with ``settings.method``; returns the module.
@@ -268,7 +261,11 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
     module.train()
     for part in method.trainable:
         part.train()
-    step, started = 0, time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=settings.epochs, desc="  pretraining", unit="epoch", leave=False,
+               disable=None if progress else True, file=sys.stderr)  # None: on a terminal only
+    step = 0
     for epoch in range(settings.epochs):
         order = rng.permutation(ids)
         total = 0.0
@@ -284,12 +281,9 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
             optimizer.step()
             total += loss.item()
             step += 1
-        if progress:
-            _progress_line(f"  pretraining epoch {epoch + 1}/{settings.epochs} loss {total / steps:.3f} "
-                           f"({time.perf_counter() - started:.0f}s)")
-    if progress:
-        _progress_line("")
-        sys.stderr.write("\r") if sys.stderr.isatty() else None
+        bar.set_postfix(loss=f"{total / steps:.3f}", refresh=False)
+        bar.update(1)
+    bar.close()
     return module.eval()
 
 
