@@ -107,10 +107,12 @@ class ActiveLearningRun:
         return np.concatenate([self.splits.initial, np.asarray(state.queried, dtype=np.int64)])
 
     def _evaluate(self, X, y, with_predictions: bool = False):
+        from sklearn.metrics import accuracy_score, log_loss
+
         proba = self.estimator.predict_proba(X)
         pred = proba.argmax(axis=1)
-        acc = float(np.mean(pred == y))
-        loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))))
+        acc = float(accuracy_score(y, pred))
+        loss = float(log_loss(y, proba, labels=np.arange(proba.shape[1])))
         return (acc, loss, pred) if with_predictions else (acc, loss)
 
     def _row(self, state: RunState, round_: int, labels: int, queried: np.ndarray, train_s: float,
@@ -349,12 +351,15 @@ class ActiveLearningRun:
         return backbone
 
     def _finish(self, state: RunState) -> dict:
+        from sklearn.metrics import recall_score
+
         from .plots import plot_learning_curve
 
         s = self.splits
         test_acc, test_loss, pred = self._evaluate(s.test_inputs(self.data), s.y_test, with_predictions=True)
-        per_class = {name: float(np.mean(pred[s.y_test == c] == c))
-                     for c, name in enumerate(self.data.classes) if np.any(s.y_test == c)}
+        present = [c for c in range(len(self.data.classes)) if np.any(s.y_test == c)]
+        recall = recall_score(s.y_test, pred, labels=present, average=None, zero_division=0)
+        per_class = {self.data.classes[c]: float(r) for c, r in zip(present, recall)}  # each class's accuracy
         # The last round's checkpoint already holds these weights (a torch.save of the state
         # dict, see _checkpoint_writer): model.pt reuses the file instead of serialising again.
         self.run_dir.wait_for_commit()

@@ -291,7 +291,8 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
 def _locked(path: Path):
     """An exclusive lock on ``path`` (a study's workers pretraining the same key wait for the first). The lock file
     is opened without following a link and without blocking, and must be a regular file: a link cannot make us
-    create its target, and a FIFO put in its place cannot hang the run."""
+    create its target, and a FIFO put in its place cannot hang the run. Ours, not filelock's: filelock opens the
+    lock file as it finds it, following a link and waiting on a FIFO."""
     try:
         import fcntl
     except ImportError:  # Windows: no lock; the atomic rename still keeps the cache whole
