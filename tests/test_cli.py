@@ -68,6 +68,17 @@ def test_full_small_run_writes_the_run_directory(tmp_path):
     result_json = json.loads((out / "result.json").read_text())
     assert 0 <= result_json["test_accuracy"] <= 1 and result_json["test_size"] == 100
     assert result_json["labels"] == 20 and result_json["config"]["query"] == "margin"
+    # each class's test accuracy, weighted by its test images, is the test accuracy
+    from alplug.config import RunConfig
+    from alplug.data import load_dataset, make_splits
+
+    config = RunConfig.from_toml(out / "config.toml")
+    data = load_dataset(config.dataset)
+    y_test = make_splits(data, seed=config.seed, n_start=config.n_start, test_size=config.test_size,
+                         val1_size=config.val1_size, val2_size=config.val2_size).y_test
+    per_class = result_json["per_class_accuracy"]
+    weighted = sum(acc * np.sum(y_test == data.classes.index(name)) for name, acc in per_class.items()) / len(y_test)
+    assert weighted == pytest.approx(result_json["test_accuracy"]) and len(per_class) == len(np.unique(y_test))
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert "test accuracy" in result.output and "labels used    20" in result.output
     import torch
