@@ -10,7 +10,7 @@ import dataclasses
 
 import click
 
-from .config import RunConfig, kind_of
+from .config import RunConfig, choices_of, kind_of
 
 
 def setting_option(f: dataclasses.Field, default):
@@ -25,7 +25,7 @@ def setting_option(f: dataclasses.Field, default):
     if kind == "dict":
         return click.option(name, f.name, multiple=True, metavar=cli.get("metavar"), **options)
     if meta.get("choices"):
-        options["type"] = click.Choice(meta["choices"])
+        options["type"] = click.Choice(choices_of(f))
     elif cli.get("directory"):
         options["type"] = click.Path(file_okay=False)
     elif kind in ("int", "float"):

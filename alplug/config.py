@@ -9,12 +9,22 @@ from pathlib import Path
 
 from .errors import UsageError
 from .presets import RECIPES
+from .semi import UNLABELED_METHODS
 
 
-# Kept here (not imported from alplug.ssl / alplug.semi / alplug.estimators) so that reading settings imports
-# neither torch nor lightly; tests/test_low_budget.py checks that the lists agree.
+# Kept here (not imported from alplug.ssl / alplug.estimators) so that reading settings imports neither torch nor
+# lightly; tests/test_low_budget.py checks that the lists agree. alplug.semi imports neither at its top: its
+# registry is read as it is.
 SSL_METHODS = ("simclr", "byol")
-SEMI_METHODS = ("entropy", "pseudo", "fixmatch", "spread")
+
+
+def semi_methods() -> tuple[str, ...]:
+    """The ``--semi`` methods, read from ``alplug.semi.UNLABELED_METHODS`` when asked (an entry added there is a
+    choice at once)."""
+    return tuple(UNLABELED_METHODS)
+
+
+SEMI_METHODS = semi_methods()  # as the command line's choices were made
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
 RECIPE_NAMES = tuple(RECIPES)
 LABELING_RATES = ("fixed", "adaptive")
@@ -149,7 +159,7 @@ class RunConfig:
              "alplug[ssl]); cached and reused by runs on the same images. [default: off]")
     ssl_epochs: int = setting(20, valid=at_least(1), project=True, help="Epochs of --ssl pretraining.")
     semi: str | None = setting(
-        choices=SEMI_METHODS, to="estimator", project=True,
+        choices=semi_methods, to="estimator", project=True,
         help="Semi-supervised training on the unlabeled pool alongside the labels (docs/low-budget.md). "
              "[default: off]")
     semi_weight: float = setting(1.0, valid=at_least(0), to="estimator", project=True,
@@ -190,9 +200,10 @@ class RunConfig:
             problems.append(f"{flag('augment_copies')} trains on fixed copies of a frozen backbone's features: use "
                             f"it with {flag('freeze_backbone')} and without {flag('augment')} (which makes new "
                             "copies at every step)")
-        if self.semi == "spread" and (not self.freeze_backbone or self.augment):
-            problems.append(f"{flag('semi')} spread spreads the labels over a frozen backbone's fixed features: "
-                            f"use it with {flag('freeze_backbone')} and without {flag('augment')}")
+        method = UNLABELED_METHODS.get(self.semi)
+        if method is not None and method.targets is not None and (not self.freeze_backbone or self.augment):
+            problems.append(f"{flag('semi')} {self.semi} {method.needs}: use it with {flag('freeze_backbone')} "
+                            f"and without {flag('augment')}")
         return problems
 
     def validate(self) -> "RunConfig":
@@ -302,6 +313,12 @@ def _one_of(choices: tuple) -> str:
     return f"{choices[0]!r} or {choices[1]!r}" if len(choices) == 2 else f"one of {', '.join(choices)}"
 
 
+def choices_of(f: dataclasses.Field) -> tuple | None:
+    """The values a setting's declaration offers (``choices``: a tuple, or a function that reads a registry)."""
+    choices = f.metadata.get("choices")
+    return choices() if callable(choices) else choices
+
+
 def option_flag(name: str) -> str:
     """A setting as its command-line option: ``batch_size`` -> ``--batch-size``."""
     return f"--{name.replace('_', '-')}"
@@ -318,8 +335,8 @@ def value_problems(config: RunConfig, names=None, flag=option_flag) -> list[str]
         flag_ = flag(f.name)
         if meta.get("nonempty") and not value.strip():
             problems.append(f"{flag_} is empty")
-        elif meta.get("choices") and value not in meta["choices"]:
-            problems.append(f"{flag_} = {value!r}, must be {_one_of(meta['choices'])}")
+        elif meta.get("choices") and value not in choices_of(f):
+            problems.append(f"{flag_} = {value!r}, must be {_one_of(choices_of(f))}")
         elif meta.get("valid") and not meta["valid"][0](value):
             problems.append(f"{flag_} = {value}, {meta['valid'][1]}")
     return problems

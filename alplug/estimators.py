@@ -25,6 +25,7 @@ from .data.lazy import IndexedImages, is_index_array
 from .config import check_values
 from .errors import AlplugError, UsageError
 from .models import ImageClassifier
+from .semi import UNLABELED_METHODS
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -199,7 +200,7 @@ class ImageClassifierNet(NeuralNetClassifier):
         self.unlabeled = unlabeled
         # skorch treats every attribute without a trailing underscore as a constructor parameter (get_params, clone)
         self.unlabeled_batches_ = None
-        self.spread_ = None  # --semi spread's (targets, weights) of the unlabeled images, for the fit under way
+        self.spread_ = None  # a --semi method's (targets, weights) of the unlabeled images (spread), for the fit under way
         self.feature_cache_ = None  # (backbone fingerprint, features array, filled mask)
         self.copy_cache_ = None     # (backbone fingerprint, {image id: features of its augmented copies})
         self.backbone_key_ = None   # the frozen backbone's fingerprint, taken once per (re)initialization or load
@@ -214,19 +215,18 @@ class ImageClassifierNet(NeuralNetClassifier):
             return iterator
         from .semi import Cycle, Forever, steps_per_epoch, unlabeled_loader
 
+        method = UNLABELED_METHODS[self.semi]
         unlabeled = self.get_dataset(self.unlabeled)
         # a frozen backbone: entropy and pseudo-labels need no views, so the stream serves cached features too
         features = isinstance(dataset, FeatureDataset) and isinstance(unlabeled, IndexedImages)
         if features:
             unlabeled = FeatureDataset(self.backbone_features(unlabeled.ids))
-            if self.semi == "spread":  # once per fit: skorch asks for the training iterator every epoch
+            if method.targets is not None:  # once per fit: skorch asks for the training iterator every epoch
                 if self.spread_ is None:
-                    from .semi import spread_targets
-
-                    self.spread_ = spread_targets(dataset.features, dataset.y, unlabeled.features, len(self.classes))
+                    self.spread_ = method.targets(dataset.features, dataset.y, unlabeled.features, len(self.classes))
                 unlabeled = FeatureDataset(unlabeled.features, *self.spread_)
-        elif self.semi == "spread":  # set on a net that computes no fixed features
-            check_values({"semi": "spread", "freeze_backbone": False})
+        elif method.targets is not None:  # set on a net that computes no fixed features
+            check_values({"semi": self.semi, "freeze_backbone": False})
         channels = int(self.images.shape[1]) if self.images is not None else int(np.asarray(self.unlabeled).shape[1])
         batch = self.semi_ratio * self.batch_size
         self.unlabeled_batches_ = Forever(unlabeled_loader(unlabeled, batch, self.semi, channels, self.semi_hflip,
@@ -293,7 +293,8 @@ class ImageClassifierNet(NeuralNetClassifier):
         if not (getattr(module, "frozen", False) and isinstance(dataset, IndexedImages)
                 and dataset.images is self.images):
             return None
-        if training and (hasattr(self, "iterator_train__collate_fn") or self.semi == "fixmatch"):
+        strong_views = self.semi is not None and UNLABELED_METHODS[self.semi].strong_view
+        if training and (hasattr(self, "iterator_train__collate_fn") or strong_views):
             return None  # the views change every step
         if training and self.semi and self.unlabeled is not None and not is_index_array(self.unlabeled):
             return None  # unlabeled images given as an array, not ids: labeled batches must be images as well

@@ -23,11 +23,13 @@ be one or two steps.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, default_collate
+# torch and numpy are imported where they are used: reading settings (alplug.config) reads the methods' names here.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 SPREAD_NEIGHBOURS = 10  # the k-nearest-neighbour graph of label spreading
 SPREAD_ALPHA = 0.2      # how much of its label an image gives up to its neighbours' (scikit-learn's default)
@@ -36,12 +38,16 @@ SPREAD_COMPONENTS = 64  # principal components of the standardised features that
 
 def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
     """Mean Shannon entropy (nats) of the predicted class distributions."""
+    import torch.nn.functional as F
+
     log_p = F.log_softmax(logits.float(), dim=1)
     return -(log_p.exp() * log_p).sum(dim=1).mean()
 
 
 def confident_targets(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(argmax class, mask of rows whose top probability >= threshold), with no gradient."""
+    import torch
+
     with torch.no_grad():
         confidence, target = torch.softmax(logits.detach().float(), dim=1).max(dim=1)
     return target, (confidence >= threshold).float()
@@ -50,6 +56,8 @@ def confident_targets(logits: torch.Tensor, threshold: float) -> tuple[torch.Ten
 def pseudo_label_loss(target_logits: torch.Tensor, logits: torch.Tensor, threshold: float) -> torch.Tensor:
     """Cross-entropy of ``logits`` against the confident argmax of ``target_logits``, averaged over the whole
     batch (FixMatch's normalisation: unconfident rows count as zero, so few confident rows weigh little)."""
+    import torch.nn.functional as F
+
     target, mask = confident_targets(target_logits, threshold)
     return (F.cross_entropy(logits.float(), target, reduction="none") * mask).mean()
 
@@ -86,6 +94,9 @@ class TwoViews:
         self.weak, self.strong = weak, strong
 
     def __call__(self, batch):
+        import torch
+        from torch.utils.data import default_collate
+
         images = [torch.as_tensor(x) for x, _ in batch]
         weak = default_collate([self.weak(x) for x in images])
         strong = default_collate([self.strong(x) for x in images]) if self.strong is not None else None
@@ -100,6 +111,10 @@ class Features:
         self.targets = targets
 
     def __call__(self, batch):
+        import numpy as np
+        import torch
+        from torch.utils.data import default_collate
+
         features = default_collate([x["features"] for x, _ in batch])
         if not self.targets:
             return features, None, None
@@ -112,11 +127,14 @@ def unlabeled_loader(dataset, batch_size: int, method: str, channels: int, hflip
     """Shuffled batches of the unlabeled dataset (read lazily by the DataLoader, one batch at a time), with the
     views ``method`` needs, or (``features``) a frozen backbone's cached features, which entropy, pseudo-labels and
     spread targets use as they are. Shuffling draws from torch's generator, which the run seeds per round."""
+    from torch.utils.data import DataLoader
+
     if features:
-        collate = Features(targets=method == "spread")
+        collate = Features(targets=UNLABELED_METHODS[method].targets is not None)
     else:
         weak = weak_augmentation(channels, hflip)
-        collate = TwoViews(weak, strong_augmentation(channels, hflip) if method == "fixmatch" else None)
+        collate = TwoViews(weak, strong_augmentation(channels, hflip) if UNLABELED_METHODS[method].strong_view
+                           else None)
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) > batch_size,
                       collate_fn=collate, **loader_kwargs)
 
@@ -165,18 +183,37 @@ class Forever:
 
 def spread_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against the spread targets, each weighted by its certainty, averaged over the batch."""
+    import torch.nn.functional as F
+
     return (F.cross_entropy(logits.float(), targets, reduction="none") * weights).mean()
 
 
-# Each method's unlabeled loss, one shape: (logits of the unlabeled inputs, logits of their second views or None,
-# the stream's targets or None, threshold). Adding a method is an entry here and its stream in unlabeled_loader.
-UNLABELED_LOSSES = {
-    "entropy": lambda logits, second, targets, threshold: entropy_loss(logits),
-    "pseudo": lambda logits, second, targets, threshold: pseudo_label_loss(logits, logits, threshold),
-    "fixmatch": lambda logits, second, targets, threshold: pseudo_label_loss(logits, second, threshold),
-    "spread": lambda logits, second, targets, threshold: spread_loss(logits, *targets),
+@dataclass(frozen=True)
+class SemiMethod:
+    """One ``--semi`` method, all of it: adding one is an entry in ``UNLABELED_METHODS``, nothing else.
+
+    ``loss(logits, second, targets, threshold)``: its unlabeled loss from the unlabeled inputs' logits, their
+    second views' logits (with ``strong_view``) or None, and the stream's targets (with ``targets``) or None.
+    ``strong_view``: the stream also yields a strongly augmented view of each image (new every step, so a frozen
+    backbone's features cannot be cached). ``targets(labeled, y, unlabeled, n_classes) -> (targets, weights)``:
+    computed once per fit over a frozen backbone's features, which the method therefore needs (``needs`` says
+    why, in the one-line error of a run without them)."""
+
+    loss: Callable
+    strong_view: bool = False
+    targets: Callable | None = None
+    needs: str = ""
+
+
+UNLABELED_METHODS = {
+    "entropy": SemiMethod(lambda logits, second, targets, threshold: entropy_loss(logits)),
+    "pseudo": SemiMethod(lambda logits, second, targets, threshold: pseudo_label_loss(logits, logits, threshold)),
+    "fixmatch": SemiMethod(lambda logits, second, targets, threshold: pseudo_label_loss(logits, second, threshold),
+                           strong_view=True),
+    "spread": SemiMethod(lambda logits, second, targets, threshold: spread_loss(logits, *targets),
+                         targets=lambda *args: spread_targets(*args),
+                         needs="spreads the labels over a frozen backbone's fixed features"),
 }
-METHODS = tuple(UNLABELED_LOSSES)
 
 
 def semi_loss(method: str, forward, X_labeled, y, unlabeled, *, weight: float, threshold: float):
@@ -187,12 +224,15 @@ def semi_loss(method: str, forward, X_labeled, y, unlabeled, *, weight: float, t
     Labeled and unlabeled images go through one forward pass, so BatchNorm normalises them together (as
     FixMatch does) instead of seeing a labeled-only batch of a few images.
     """
+    import torch
+    import torch.nn.functional as F
+
     inputs, second, targets = unlabeled
     n, m = len(X_labeled), len(inputs)
     parts = [X_labeled, inputs] + ([second] if second is not None else [])
     logits = forward(torch.cat([_to_unit(p) for p in parts]))  # uint8 and float batches alike, in [0, 1]
     supervised = F.cross_entropy(logits[:n].float(), y)
-    loss = UNLABELED_LOSSES[method](logits[n:n + m], logits[n + m:] if second is not None else None, targets,
+    loss = UNLABELED_METHODS[method].loss(logits[n:n + m], logits[n + m:] if second is not None else None, targets,
                                     threshold)
     return supervised, weight * loss
 
@@ -204,6 +244,7 @@ def spread_targets(labeled: np.ndarray, y: np.ndarray, unlabeled: np.ndarray, n_
     components of the standardised features, L2-normalised so that neighbours are by angle). The weight is 1 minus
     the entropy of the spread distribution over log(``n_classes``) (Iscen et al. 2019); an image the spreading
     never reached (no path to a label) weighs 0."""
+    import numpy as np
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import Normalizer, StandardScaler
@@ -225,9 +266,13 @@ def spread_targets(labeled: np.ndarray, y: np.ndarray, unlabeled: np.ndarray, n_
 
 
 def _to_unit(x: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 def unlabeled_ids(pool: np.ndarray, labeled: np.ndarray) -> np.ndarray:
     """The unlabeled stream of a round: the pool without the images labeled so far."""
+    import numpy as np
+
     return np.setdiff1d(np.asarray(pool, dtype=np.int64), np.asarray(labeled, dtype=np.int64))

@@ -106,7 +106,7 @@ def test_method_lists_agree():
     from alplug.config import OPTIMIZER_NAMES
     from alplug.estimators import OPTIMIZERS
 
-    assert SEMI_METHODS == semi.METHODS and SSL_METHODS == ssl.METHODS and OPTIMIZER_NAMES == tuple(OPTIMIZERS)
+    assert SSL_METHODS == ssl.METHODS and OPTIMIZER_NAMES == tuple(OPTIMIZERS)
 
 
 # ---- the unlabeled stream ----------------------------------------------------------------------------------
@@ -613,3 +613,27 @@ def test_semi_supervised_training_on_plain_arrays(digits, freeze):
     net.fit(digits.X[:40], digits.y[:40])
     assert net.history[-1]["train_batch_count"] == 4  # 60 / (2 x 8)
     assert net.predict_proba(digits.X[100:110]).shape == (10, 10)
+
+
+def test_a_semi_method_added_in_one_entry_is_a_setting_and_trains(monkeypatch, digits):
+    """UNLABELED_METHODS is all a --semi method is: the entry makes it a valid setting and a training step's loss."""
+    from alplug.estimators import make_estimator
+    from alplug.semi import UNLABELED_METHODS, SemiMethod
+
+    seen = []
+
+    def shrink(logits, second, targets, threshold):  # pulls the unlabeled logits towards zero
+        seen.append((tuple(logits.shape), second, targets))
+        return logits.float().pow(2).mean()
+
+    monkeypatch.setitem(UNLABELED_METHODS, "shrink", SemiMethod(shrink))
+    RunConfig(semi="shrink").validate()
+    with pytest.raises(UsageError, match="--semi = 'nothing', must be one of entropy, .*shrink"):
+        RunConfig(semi="nothing").validate()
+    torch.manual_seed(0)
+    net = make_estimator("squeezenet1_1", in_channels=1, num_classes=10, epochs=1, batch_size=8, images=digits.X,
+                         semi="shrink", semi_ratio=2, device="cpu")
+    net.unlabeled = np.arange(20, 52)
+    net.fit(np.arange(20), digits.y[:20])
+    assert len(seen) == net.history[-1]["train_batch_count"] == 2  # 32 unlabeled / (2 x 8) per step
+    assert all(shape == (16, 10) and second is None and targets is None for shape, second, targets in seen)
