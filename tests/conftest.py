@@ -1,5 +1,18 @@
+import os
+
 import numpy as np
 import pytest
+
+
+def pytest_configure(config):
+    """On pytest-xdist's workers (the suite runs on two: pyproject's addopts), one torch thread each, in this
+    process and in the alplug processes tests start, so that two workers share two cores instead of fighting over
+    them. The kill-and-resume tests give their child this process's thread count (tests/kills.py)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
