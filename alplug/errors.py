@@ -62,3 +62,39 @@ class ClusterError(AlplugError):
 
 class TrackingError(UsageError):
     """A ``--track`` destination that cannot be opened or written; the message names it."""
+
+
+class UserFileError(UsageError):
+    """A user's file that cannot be read as one: missing, not a regular file, too large, unreadable."""
+
+
+class PluginLoadError(AlplugError):
+    """A registered entry whose module or object cannot be loaded, or does not follow its group's contract."""
+
+
+class StrategyLoadError(PluginLoadError):
+    """A registered strategy whose module or object cannot be loaded, or whose signature breaks the contract."""
+
+
+class ModelLoadError(PluginLoadError):
+    """A registered model whose module cannot be loaded, or which is not a ModelSpec or ModelFamily."""
+
+
+class DataSourceLoadError(PluginLoadError):
+    """A registered data source whose module cannot be loaded, or which is not a DataSource."""
+
+
+class StrategyError(AlplugError):
+    """A strategy cannot work with this model or pool, or returned something malformed."""
+
+
+class ModelTrainingError(AlplugError):
+    """A model that fails inside a training step (a plugin's module that breaks on real data)."""
+
+
+class ModelWeightsError(UsageError):
+    """Pretrained weights could not be found, downloaded or fitted."""
+
+
+class CachedBackboneError(UsageError):
+    """A cached self-supervised backbone file that cannot be read or does not fit the model."""

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from .data.lazy import IndexedImages, is_index_array
 from .config import check_values
-from .errors import AlplugError, UsageError
+from .errors import ModelTrainingError, UsageError  # noqa: F401 - ModelTrainingError re-exported
 from .models import ImageClassifier
 from .semi import UNLABELED_METHODS
 
@@ -174,8 +174,6 @@ class FeatureDataset:
         return X, (self.y[i] if self.y is not None else np.float32(0))
 
 
-class ModelTrainingError(AlplugError):
-    """A model that fails inside a training step (a plugin's module that breaks on real data)."""
 
 
 class ImageClassifierNet(NeuralNetClassifier):

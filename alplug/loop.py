@@ -26,7 +26,7 @@ from .config import RunConfig
 from .data import DataSet, Splits, load_dataset, make_splits
 from .rundir import RunDirectory, RunState
 from .labeling_rate import next_batch_size
-from .records import RoundRecord
+from .records import RoundRecord, RunResult
 from .round_steps import estimator_for, pick_without_labels, query_batch, round_seed, save_torch, ssl_backbone
 from .stopping import fires, measuring_rules, parse_stop, stop_measures, stop_set
 from .strategies.schedules import chosen_by
@@ -207,7 +207,7 @@ class ActiveLearningRun:
             raise self.run_dir.damaged(f"its checkpoint has no optimizer file {Path(optimizer).name}")
 
     # ---- the loop ---------------------------------------------------------------
-    def run(self, run_dir: RunDirectory) -> dict:
+    def run(self, run_dir: RunDirectory) -> RunResult:
         """Run (or continue) in ``run_dir`` to a stop rule; returns the result written to result.json."""
         self.run_dir = run_dir
         try:
@@ -307,7 +307,7 @@ class ActiveLearningRun:
                                      self.config.to_dict(), self.config.epochs, echo=self.echo)
         self.estimator.callbacks = list(self.estimator.callbacks) + self.tracked.callbacks()
 
-    def _catch_up_trackers(self, state: RunState, result: dict) -> None:
+    def _catch_up_trackers(self, state: RunState, result: RunResult) -> None:
         """A finished run resumed with ``--track``: send the rounds and the end a tracker missed (it stopped
         answering mid-run, or the run was not tracked before)."""
         if not self.tracking or not self.tracking.specs:
@@ -350,7 +350,7 @@ class ActiveLearningRun:
         self.estimator.set_params(module__backbone_file=str(backbone.path))
         return backbone
 
-    def _finish(self, state: RunState) -> dict:
+    def _finish(self, state: RunState) -> RunResult:
         from sklearn.metrics import recall_score
 
         from .plots import plot_learning_curve
@@ -367,14 +367,12 @@ class ActiveLearningRun:
         plot_learning_curve(state.history, self.run_dir.path / "learning_curve.png", test_acc=test_acc,
                             title=f"{self.config.query} on {self.data.name}, {self.config.model}, "
                                   f"seed {self.config.seed}")
-        result = {
-            "test_accuracy": test_acc, "test_loss": test_loss, "test_size": int(len(s.y_test)),
-            "per_class_accuracy": per_class, "labels": state.labels, "rounds": state.round,
-            "stop_reason": state.stop_reason, "classes": self.data.classes,
-            "split_sizes": s.sizes(), "skipped_files": [p for p, _ in self.data.skipped],
-            "device": str(self.estimator.device), "config": self.config.to_dict(),
-            "strategy_sources": state.strategy_sources, "ssl_backbone": state.ssl_backbone,
-        }
+        result = RunResult(
+            test_accuracy=test_acc, test_loss=test_loss, test_size=int(len(s.y_test)), per_class_accuracy=per_class,
+            labels=state.labels, rounds=state.round, stop_reason=state.stop_reason, classes=list(self.data.classes),
+            split_sizes=s.sizes(), skipped_files=[p for p, _ in self.data.skipped],
+            device=str(self.estimator.device), config=self.config.to_dict(),
+            strategy_sources=state.strategy_sources, ssl_backbone=state.ssl_backbone)
         self.run_dir.write_result(result)
         self.run_dir.mark_finished(state)
         if self.tracked:

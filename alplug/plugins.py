@@ -21,14 +21,12 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
-from .errors import AlplugError, UnknownNameError, UsageError
+from .errors import PluginLoadError, UnknownNameError, UsageError
 
 CORE_DISTRIBUTION = "alplug"
 DISABLE_ENV = "ALPLUG_DISABLE_PLUGINS"
 
 
-class PluginLoadError(AlplugError):
-    """A registered entry whose module or object cannot be loaded, or does not follow its group's contract."""
 
 
 class PluginConflictWarning(UserWarning):

@@ -1,9 +1,9 @@
-"""A run's round record, typed: what the loop writes into state.json after every round, and what reports,
-stopping rules, trackers and the labeling rate read back. history.csv is a flat copy for people and other tools;
-nothing in alplug reads it.
+"""A run's records, typed: the round record the loop writes into state.json after every round (what reports,
+stopping rules, trackers and the labeling rate read back), and the run's result (result.json). history.csv is a
+flat copy of the round records for people and other tools; nothing in alplug reads it.
 
-A record from a file is hostile input: ``RoundRecord.from_dict`` checks every field's type (and that
-accuracies are accuracies) and says what is wrong in one line.
+A record from a file is hostile input: ``from_dict`` checks every field's type (and that accuracies are
+accuracies) and says what is wrong in one line.
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from .csvcells import csv_text
 from .stopping import measuring_rules
 
-MAX_STRATEGY_TEXT = 1000
-ACCURACIES = ("val1_acc", "val2_acc", "test_acc")
+MAX_TEXT = 1000  # a strategy's text, a stop reason
+MAX_PATH = 4096  # an item of a list of texts: a class name, a skipped file's path
+ACCURACIES = ("val1_acc", "val2_acc", "test_acc", "test_accuracy")
 
 
 @dataclass(kw_only=True)
@@ -75,9 +76,51 @@ class RoundRecord:
 _FIELD_TYPES = typing.get_type_hints(RoundRecord)
 
 
+@dataclass(kw_only=True)
+class RunResult:
+    """A finished run (result.json). Fields an older alplug did not write take their defaults when read."""
+
+    test_accuracy: float
+    test_loss: float | None = None
+    test_size: int = 0
+    per_class_accuracy: dict = field(default_factory=dict)  # class name -> accuracy on its test images
+    labels: int = 0                    # images labeled, the initial set included
+    rounds: int = 0
+    stop_reason: str | None = None
+    classes: list[str]
+    split_sizes: dict = field(default_factory=dict)         # split -> images
+    skipped_files: list[str] = field(default_factory=list)  # unreadable files the data source left out
+    device: str = ""
+    config: dict = field(default_factory=dict)              # RunConfig.to_dict()
+    strategy_sources: dict = field(default_factory=dict)    # strategy -> "distribution version"
+    ssl_backbone: dict | None = None   # the --ssl backbone the run started every fit from: key and path
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values) -> "RunResult":
+        """A result from result.json, checked; ``ValueError`` says what is wrong. Keys of other versions are left
+        out."""
+        if not isinstance(values, dict):
+            raise ValueError("is not an object")
+        hints = typing.get_type_hints(cls)
+        checked = {}
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                checked[f.name] = _checked(f.name, values[f.name], hints[f.name])
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"has no {f.name}")
+        if len(checked["classes"]) < 2:
+            raise ValueError("names fewer than two classes")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in checked.get("split_sizes", {}).values()):
+            raise ValueError("has split_sizes that are not whole numbers")
+        return cls(**checked)
+
+
 def _checked(name: str, value, kind):
     """``value`` if it is of ``kind`` (a whole number >= 0 for ints; accuracies in [0, 1]), else ValueError."""
-    if value is None and kind == float | None:
+    if value is None and kind in (float | None, str | None, dict | None):
         return None
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -89,10 +132,18 @@ def _checked(name: str, value, kind):
                 raise ValueError(f"has {name} = {value!r}, not an accuracy in [0, 1]")
             return float(value)
         raise ValueError(f"has {name} = {value!r:.60}, not a number")
-    if kind is str:
-        if isinstance(value, str) and len(value) <= MAX_STRATEGY_TEXT:
+    if kind in (str, str | None):
+        if isinstance(value, str) and len(value) <= MAX_TEXT:
             return value
         raise ValueError(f"has a {name} that is not a short text")
+    if kind in (dict, dict | None):
+        if isinstance(value, dict):
+            return value
+        raise ValueError(f"has a {name} that is not an object")
+    if kind == list[str]:
+        if isinstance(value, list) and all(isinstance(v, str) and len(v) <= MAX_PATH for v in value):
+            return list(value)
+        raise ValueError(f"has {name} that are not a list of short texts")
     if kind == list[int]:
         if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                            for v in value):

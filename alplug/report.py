@@ -38,16 +38,15 @@ def load_runs(study: Study) -> dict[str, list[dict]]:
 
 def _load_run(path: Path, seed: int) -> dict:
     """One finished run's result and round records, read as untrusted."""
+    from .records import RunResult
     from .userfiles import read_user_file
 
-    result = json.loads(read_user_file(path / "result.json", MAX_RESULT_BYTES, "result.json"))
-    if not isinstance(result, dict):
-        raise ValueError("result.json is not an object")
-    test, classes = result.get("test_accuracy"), result.get("classes")
-    if isinstance(test, bool) or not isinstance(test, (int, float)) or not 0 <= test <= 1:
-        raise ValueError("result.json has no test accuracy in [0, 1]")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        raise ValueError("result.json has no list of class names")
+    try:
+        result = RunResult.from_dict(json.loads(read_user_file(path / "result.json", MAX_RESULT_BYTES,
+                                                               "result.json")))
+    except ValueError as exc:
+        raise ValueError(f"result.json {exc}") from None
+    test, classes = result.test_accuracy, result.classes
     records = _round_records(path)
     labels = np.array([r.labels for r in records])
     val2 = np.array([r.val2_acc for r in records])
@@ -59,7 +58,7 @@ def _load_run(path: Path, seed: int) -> dict:
     test_curve = None  # runs written before the records had test_acc have no test curve
     if all(r.test_acc is not None for r in records):
         test_curve = np.array([r.test_acc for r in records])
-    sizes = result.get("split_sizes") if isinstance(result.get("split_sizes"), dict) else {}
+    sizes = result.split_sizes
     return {"seed": seed, "labels": labels, "val2": val2, "test": float(test), "test_curve": test_curve,
             "classes": classes, "queried_classes": queried, "rounds": len(records) - 1, "history": records,
             "pool": int(sizes.get("pool", 0)) + int(labels[0])}

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .errors import UsageError
-from .records import RoundRecord, history_csv
+from .records import RoundRecord, RunResult, history_csv
 from .userfiles import UserFileError, atomic_write, fsync_path, read_user_file
 
 MAX_STATE_BYTES = 256 * 2**20
@@ -230,8 +230,8 @@ class RunDirectory:
         return self.path / state.checkpoint
 
     # ---- outputs --------------------------------------------------------------
-    def write_result(self, result: dict) -> None:
-        atomic_write(self.path / "result.json", json.dumps(result, indent=1))
+    def write_result(self, result: RunResult) -> None:
+        atomic_write(self.path / "result.json", json.dumps(result.to_dict(), indent=1))
 
     def publish_model(self, params_file: str | Path) -> None:
         """Make the state dict in ``params_file`` (a committed checkpoint) the run's ``model.pt``.
@@ -253,6 +253,12 @@ class RunDirectory:
     def mark_finished(self, state: RunState) -> None:
         atomic_write(self.state_file, dataclasses.replace(state, finished=True).to_json())
 
-    def read_result(self) -> dict | None:
+    def read_result(self) -> RunResult | None:
+        """A finished run's result.json, checked (None: the run has not finished)."""
         path = self.path / "result.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not os.path.lexists(path):
+            return None
+        try:
+            return RunResult.from_dict(json.loads(read_user_file(path, MAX_STATE_BYTES, "it")))
+        except (UserFileError, ValueError, RecursionError) as exc:
+            raise self.damaged(f"result.json cannot be read ({exc})") from None

@@ -26,7 +26,7 @@ from .errors import MissingDependencyError, UsageError
 from .userfiles import printable
 
 if TYPE_CHECKING:
-    from .records import RoundRecord
+    from .records import RoundRecord, RunResult
 
 TRACKERS: dict[str, type[Tracker]] = {}  # --track KIND -> its Tracker class (each subclass registers itself)
 EXPERIMENT = "alplug"  # MLflow experiment of runs and studies (MLFLOW_EXPERIMENT_NAME overrides it)
@@ -296,11 +296,10 @@ class Tracker(ABC):
     def close(self) -> None:
         """Done for now (a labeling project's batch): a later ``open`` continues the same tracked run."""
 
-    def finish(self, result: dict, run_path: Path) -> None:
+    def finish(self, result: RunResult, run_path: Path) -> None:
         """The run's end: its files (result, history, configuration, curve, model) and final test accuracy."""
         self.save_files([run_path / name for name in RUN_FILES])
-        if isinstance(result.get("test_accuracy"), float):
-            self.log_metrics({"test_accuracy": result["test_accuracy"]}, step=int(result.get("labels", 0)))
+        self.log_metrics({"test_accuracy": result.test_accuracy}, step=result.labels)
         self.close()
 
     @abstractmethod
@@ -605,7 +604,7 @@ class TrackedRuns:
                 tracker.guard("sending the model", tracker.save_files, files)
             tracker.guard("closing the run", tracker.close)
 
-    def finish(self, result: dict, run_path: Path) -> None:
+    def finish(self, result: RunResult, run_path: Path) -> None:
         for tracker in self.trackers:
             if tracker.guard("sending the run's end", tracker.finish, result, run_path):
                 self.records[tracker.kind]["ended"] = 1

@@ -13,11 +13,9 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UserFileError  # noqa: F401 - re-exported: raised here, defined with the others
 
 
-class UserFileError(UsageError):
-    """A user's file that cannot be read as one: missing, not a regular file, too large, unreadable."""
 
 
 def _size_text(limit: int) -> str:

@@ -55,7 +55,7 @@ def test_a_run_never_materialises_the_data_set(tmp_path, digits, monkeypatch):
                        batch_size=16, test_size=100, val1_size=50, val2_size=50)
     job = loop.ActiveLearningRun(config, echo=lambda *_: None)
     result = job.run(RunDirectory.create(tmp_path / "run", config))
-    assert result["labels"] == 20
+    assert result.labels == 20
     assert max(images.reads) <= 256
 
 

@@ -460,7 +460,7 @@ def test_test_and_validation_images_never_reach_pretraining_or_the_unlabeled_str
     for fit, ids in enumerate(seen["unlabeled"]):  # fit k: the pool less the images labeled by round k
         assert not np.isin(ids, held_out).any() and not np.isin(ids, s.initial).any()
         np.testing.assert_array_equal(np.sort(ids), np.setdiff1d(s.pool, state["queried"][:4 * fit]))
-    assert result["ssl_backbone"]["key"] and state["ssl_backbone"] == result["ssl_backbone"]
+    assert result.ssl_backbone["key"] and state["ssl_backbone"] == result.ssl_backbone
 
 
 def test_a_second_run_on_the_same_images_reuses_the_pretraining(small_npz, tmp_path):

@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from alplug.config import RunConfig
+from alplug.errors import UsageError
 from alplug.rundir import RunDirectory, RunState
 
 
@@ -123,3 +124,25 @@ def test_a_round_record_from_a_file_is_checked(change, message):
     # an older alplug's record: the fields it did not write take their defaults
     old = RoundRecord.from_dict({"round": 0, "labels": 10, "val2_acc": 0.2, "unknown": 1})
     assert old.test_acc is None and old.queried_ids == [] and old.stop == {"kappa": None, "uncertainty": None}
+
+
+def test_a_run_result_from_a_file_is_checked():
+    from alplug.records import RunResult
+
+    result = RunResult(test_accuracy=0.9, classes=["a", "b"], labels=20, split_sizes={"pool": 100})
+    assert RunResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    for change, message in (({"test_accuracy": 1.5}, "not an accuracy"), ({"classes": ["a"]}, "fewer than two"),
+                            ({"classes": "ab"}, "not a list of short texts"), ({"labels": -1}, "whole number"),
+                            ({"split_sizes": {"pool": "x"}}, "split_sizes"), ({"config": []}, "not an object"),
+                            ({"stop_reason": 3}, "not a short text")):
+        with pytest.raises(ValueError, match=message):
+            RunResult.from_dict({**result.to_dict(), **change})
+    with pytest.raises(ValueError, match="has no test_accuracy"):
+        RunResult.from_dict({"classes": ["a", "b"]})
+
+
+def test_a_damaged_result_of_a_finished_run_is_a_one_line_error(tmp_path):
+    run = RunDirectory.create(tmp_path / "run", RunConfig())
+    (run.path / "result.json").write_text('{"test_accuracy": "high"}')
+    with pytest.raises(UsageError, match="result.json cannot be read .*test_accuracy"):
+        run.read_result()

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DataError, UsageError
-from ..plugins import PluginEntry, PluginLoadError, discover, exact_name, lookup
+from ..errors import DataError, DataSourceLoadError, UsageError  # noqa: F401 - re-exported
+from ..plugins import PluginEntry, discover, exact_name, lookup
 from .contract import DataSet, DataSource, dataset_problems
 
 GROUP = "alplug.datasets"
 
 
-class DataSourceLoadError(PluginLoadError):
-    """A registered data source whose module cannot be loaded, or which is not a DataSource."""
 
 
 class DataSourceEntry(PluginEntry):

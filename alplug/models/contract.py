@@ -15,18 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UsageError
+from ..errors import CachedBackboneError, ModelWeightsError  # noqa: F401 - re-exported
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ModelWeightsError(UsageError):
-    """Pretrained weights could not be found, downloaded or fitted."""
 
 
-class CachedBackboneError(UsageError):
-    """A cached self-supervised backbone file that cannot be read or does not fit the model."""
 
 
 @dataclass

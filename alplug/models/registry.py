@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 
-from ..errors import UsageError
-from ..plugins import PluginEntry, PluginLoadError, discover, exact_name, lookup
+from ..errors import ModelLoadError, UsageError  # noqa: F401 - ModelLoadError re-exported
+from ..plugins import PluginEntry, discover, exact_name, lookup
 from .contract import ModelFamily, ModelSpec
 
 GROUP = "alplug.models"
@@ -18,8 +18,6 @@ GROUP = "alplug.models"
 OPTIONAL_FAMILIES = {"timm": "timm"}
 
 
-class ModelLoadError(PluginLoadError):
-    """A registered model whose module cannot be loaded, or which is not a ModelSpec or ModelFamily."""
 
 
 class ModelEntry(PluginEntry):

@@ -162,16 +162,6 @@ def key_bindings(classes: list[str]) -> dict[str, str]:
     return keys
 
 
-def _json_for_script(value) -> str:
-    """JSON that is safe inside an HTML <script> element: no '<', '>' or '&' can end the element or open a
-    comment, whatever a class or project name holds (the JSON still parses to the same value)."""
-    text = json.dumps(value)
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(char, escape)
-    return text
-
-
 def _hostname(host_header: str) -> str:
     """The host part of a Host header: 127.0.0.1:8000 -> 127.0.0.1, [::1]:8000 and [::1] -> ::1."""
     try:
@@ -187,7 +177,7 @@ def _valid_id(value) -> bool:
 def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bool = False,
                token: str | None = None, log=print, retrain_timeout: float = RETRAIN_TIMEOUT, track: tuple = (),
                overlap: tuple[int, float] = (1, 0.0)):
-    from flask import Flask, abort, g, jsonify, request, send_file
+    from flask import Flask, abort, g, jsonify, render_template_string, request, send_file
 
     project = Path(project)
     first = ProjectStore(project)
@@ -276,13 +266,13 @@ def create_app(project: str | Path, *, batch_size: int, annotator: str, hint: bo
 
     @app.get("/")
     def page():
-        html = resources.files("alplug.project").joinpath("label.html").read_text()
-        keys = key_bindings(classes)
-        config = _json_for_script({"classes": classes, "keys": keys, "grid": GRID_CELLS, "project": project.name,
-                                   "annotator": annotator, "review": ProjectStore.REVIEW})
+        # Flask's Jinja2: the page's one script and style carry the request's nonce, and the configuration goes in
+        # through `tojson`, which escapes what could end the script element or open a comment (<, >, &, ').
+        template = resources.files("alplug.project").joinpath("label.html").read_text()
         g.nonce = secrets.token_urlsafe(18)
-        html = html.replace("<script>", f'<script nonce="{g.nonce}">').replace("<style>", f'<style nonce="{g.nonce}">')
-        response = app.make_response(html.replace("/*CONFIG*/null", config))
+        config = {"classes": classes, "keys": key_bindings(classes), "grid": GRID_CELLS, "project": project.name,
+                  "annotator": annotator, "review": ProjectStore.REVIEW}
+        response = app.make_response(render_template_string(template, nonce=g.nonce, config=config))
         response.headers["Cache-Control"] = "no-store"
         return response
 

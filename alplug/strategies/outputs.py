@@ -15,11 +15,9 @@ import contextvars
 
 import numpy as np
 
-from ..errors import AlplugError
+from ..errors import StrategyError  # noqa: F401 - re-exported: plugins import it from here
 
 
-class StrategyError(AlplugError):
-    """A strategy cannot work with this model or pool, or returned something malformed."""
 
 
 def estimator_of(learner):

@@ -7,8 +7,8 @@ contract is ``contract.py``'s, options ``options.py``'s. This module joins them:
 """
 from __future__ import annotations
 
-from ..errors import UsageError
-from ..plugins import (DISABLE_ENV, PluginConflictWarning, PluginEntry, PluginLoadError, conflict_message,
+from ..errors import StrategyLoadError, UsageError  # noqa: F401 - StrategyLoadError re-exported
+from ..plugins import (DISABLE_ENV, PluginConflictWarning, PluginEntry, conflict_message,
                        discover, lookup, normalize_name)
 from .contract import checked, signature_problems
 from .options import bind_options
@@ -26,8 +26,6 @@ OPTIONAL_STRATEGIES = {
 }
 
 
-class StrategyLoadError(PluginLoadError):
-    """A registered strategy whose module or object cannot be loaded, or whose signature breaks the contract."""
 
 
 class StrategyEntry(PluginEntry):
