@@ -14,6 +14,7 @@ from .config import RunConfig, project_settings
 # The run settings that mean something for a labeling project (declared with project=True: the data set is the
 # project's folder, and the person labeling decides when to stop).
 PROJECT_SETTINGS = project_settings()
+DEFAULT_PROJECT_RECIPE = "few-labels"
 
 
 # Class names appear in the page, in CSV files and in key bindings: markup, quotes and control characters
@@ -80,13 +81,21 @@ def init(ctx, project_dir, images_dir, classes, **params):
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UsageError(f"{path} already exists; choose another PROJECT directory (nothing is overwritten)")
     given = explicit_settings(ctx, params)
-    settings = dataclasses.replace(RunConfig(), dataset="project", **given)
+    # A project takes the few-labels recipe unless told otherwise (--recipe none): few labels is what it is for.
+    settings = dataclasses.replace(RunConfig(), dataset="project", **{"recipe": DEFAULT_PROJECT_RECIPE, **given})
     from .checks import check_run_settings
     from .models import build_on_meta_device
 
     check_run_settings(settings, echo=click.echo)  # bad settings and unknown strategies fail before anything is made
     from .project.learn import DEFAULT_IMAGE_SIZE
 
+    def check_model(s: RunConfig) -> None:
+        # an unknown model, a missing or foreign weights file, or a model whose outputs do not fit fails now
+        build_on_meta_device(s.model, num_classes=len(names), dropout=s.dropout,
+                             image_size=s.image_size or DEFAULT_IMAGE_SIZE, weights=s.weights,
+                             features_from=s.features_from)
+
+    check_model(settings)  # as given, before the folder is read
     root = Path(images_dir).expanduser().resolve()
     rows, recipe_lines = None, []
     if settings.recipe is not None:  # resolved once, on the project's images; project next trains with the result
@@ -97,15 +106,11 @@ def init(ctx, project_dir, images_dir, classes, **params):
         usable = [r for r in rows if r[1]]
         facts = DataFacts(channels=3 if is_colour({r[3] for r in usable}) else 1,
                           side=settings.image_size or DEFAULT_IMAGE_SIZE, classes=len(names), pool=len(usable),
-                          labels=None)
+                          labels=None, project=True)
         settings, recipe_lines = apply_recipe(settings, facts, set(given))
         for line in recipe_lines:
             click.echo(line)
-
-    # an unknown model, a missing or foreign weights file, or a model whose outputs do not fit fails now
-    build_on_meta_device(settings.model, num_classes=len(names), dropout=settings.dropout,
-                         image_size=settings.image_size or DEFAULT_IMAGE_SIZE, weights=settings.weights,
-                         features_from=settings.features_from)
+        check_model(settings)  # as the recipe made it
     if rows is None:
         rows = scan_images(root, warn=lambda m: click.echo(m, err=True))
     store = ProjectStore.create(path, root, names, settings, rows)

@@ -26,7 +26,7 @@ def semi_methods() -> tuple[str, ...]:
 
 SEMI_METHODS = semi_methods()  # as the command line's choices were made
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
-RECIPE_NAMES = tuple(RECIPES)
+RECIPE_NAMES = (*RECIPES, "none")  # none: no recipe (what a labeling project, which takes one by default, can say)
 LABELING_RATES = ("fixed", "adaptive")
 MAX_IMAGE_SIZE = 4096
 MAX_AUGMENT_COPIES = 100  # each copy costs a backbone pass and its cached features
@@ -62,7 +62,8 @@ class RunConfig:
 
     recipe: str | None = setting(
         help="A named training recipe: sets the settings you do not give, says what it chose and why (`alplug "
-             "recipes` lists them; few-labels: tens to a few hundred labels). [default: none]",
+             "recipes` lists them; few-labels: tens to a few hundred labels). [default: none; labeling projects: "
+             "few-labels]",
         choices=RECIPE_NAMES, project=True)
     query: str = setting(
         "margin", help="Query strategy name (see `alplug strategies`).", nonempty=True, project=True,
@@ -184,6 +185,10 @@ class RunConfig:
     val2_size: float = setting(
         0.1, valid=SPLIT_SIZE,
         help="Validation set 2 (scores every round): fraction or count.")
+
+    def __post_init__(self):
+        if self.recipe == "none":  # said to a labeling project, whose default is a recipe: no recipe at all
+            self.recipe = None
 
     def settings_for(self, consumer: str) -> dict:
         """The settings declared ``to=consumer``, by name (or declared key): what ``round_steps.estimator_for`` hands

@@ -28,11 +28,12 @@ class DataFacts:
     classes: int
     pool: int          # images the run may label (pool and initial set)
     labels: int | None  # the labels of round 0 when known (--n-start x classes, or --n-initial)
+    project: bool = False  # a labeling project: its first batches are picked before any label
 
 
 @dataclass(frozen=True)
 class Choice:
-    setting: str
+    setting: str | None  # None: a note, no setting (why the recipe sets nothing here)
     value: object
     why: str
 
@@ -49,6 +50,9 @@ class Recipe:
 
 
 def _few_labels(facts: DataFacts, yours: dict) -> list[Choice]:
+    if yours.get("weights") is not None and "model" not in yours:
+        return [Choice(None, None, "your --weights are pretrained weights for the model: the recipe, measured without "
+                                   "any, sets nothing")]
     if yours.get("model", "scattering") != "scattering":
         # Freezing a randomly initialised backbone, or a 32 px cap on a pretrained one, would be no advice at all.
         return [Choice("model", "scattering", "the recipe's other settings were measured with the scattering model "
@@ -64,7 +68,9 @@ def _few_labels(facts: DataFacts, yours: dict) -> list[Choice]:
                                      "computed once: the head learns what a label looks like moved a little"),
         Choice("weight_decay", 0.01, "an L2 penalty on the head over standardised coefficients: better on each of the "
                                      "four measured data sets"),
-    ]
+    ] + ([Choice("initial", "random", "the first batches, before any label, at random: on the three folders unlike "
+                                      "digits random picks covered more classes than typical ones (TypiClust)")]
+         if facts.project else [])
 
 
 RECIPES = {
@@ -107,7 +113,9 @@ def apply_recipe(config, facts: DataFacts, given: set[str]):
     recipe = get_recipe(config.recipe)
     changes, lines = {}, [f"recipe {recipe.name}: {recipe.summary} ({recipe.evidence})"]
     for choice in recipe.choose(facts, {name: getattr(config, name) for name in given}):
-        if choice.setting in given:
+        if choice.setting is None:
+            lines.append(f"  {choice.why}")
+        elif choice.setting in given:
             lines.append(f"  {as_option(choice.setting, getattr(config, choice.setting))}: yours, kept (the recipe "
                          f"would use {as_option(choice.setting, choice.value)}: {choice.why})")
         else:

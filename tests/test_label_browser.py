@@ -110,7 +110,7 @@ def test_browser_labels_a_batch_by_click_and_key_and_gets_the_next_one(tmp_path,
     assert {(r[2], r[3]) for r in rows} == {("tester", "web")}
     assert db.execute("SELECT count(*) FROM labels WHERE undone_at IS NOT NULL").fetchone()[0] == 1
     batches = db.execute("SELECT how, trained_on FROM batches ORDER BY id").fetchall()
-    assert batches[0] == ("typiclust (too few labels to train)", 0) and batches[1][0] == "margin" and batches[1][1] > 0
+    assert batches[0] == ("random (too few labels to train)", 0) and batches[1][0] == "margin" and batches[1][1] > 0
 
 
 def test_two_annotators_with_overlap_digit_keys_agreement_and_a_changed_label(tmp_path, browser):

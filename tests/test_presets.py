@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import pickle
 
@@ -99,7 +100,7 @@ def test_with_a_model_of_your_own_few_labels_sets_nothing_it_was_not_measured_wi
 
 def test_an_unknown_recipe_is_one_line():
     assert invoke("run", "--recipe", "few-label").exit_code == 2
-    with pytest.raises(UsageError, match="--recipe = 'x', must be one of few-labels"):
+    with pytest.raises(UsageError, match="--recipe = 'x', must be 'few-labels' or 'none'"):
         RunConfig(recipe="x").validate()
 
 
@@ -255,3 +256,17 @@ def test_settings_that_need_a_frozen_backbone_say_so_in_one_line(settings, probl
     result = invoke("run", *[a for k, v in settings.items() for a in
                              ([f"--{k.replace('_', '-')}"] if v is True else [f"--{k.replace('_', '-')}", v])])
     assert result.exit_code == 2 and problem in result.output
+
+
+def test_few_labels_steps_aside_for_pretrained_weights():
+    """A project (which takes the recipe by default) or a run given --weights keeps its model: the recipe was
+    measured without pretrained weights, and scattering has none to load."""
+    from alplug.presets import apply_recipe
+
+    config, lines = apply_recipe(RunConfig(recipe="few-labels", weights="w.pt"), FACTS, {"weights"})
+    assert config == RunConfig(recipe="few-labels", weights="w.pt")
+    assert any("sets nothing" in line for line in lines)
+    config, _ = apply_recipe(RunConfig(recipe="few-labels"), dataclasses.replace(FACTS, project=True), set())
+    assert (config.model, config.initial) == ("scattering", "random")  # a project's first batches: at random
+    config, _ = apply_recipe(RunConfig(recipe="few-labels"), FACTS, set())
+    assert (config.model, config.initial) == ("scattering", None)  # a run's first labels are its --n-start

@@ -5,6 +5,8 @@ import sqlite3
 
 import pytest
 
+from alplug.project.store import ProjectStore
+
 from project_helpers import batch_rows, invoke, make_project, write_labels
 
 
@@ -48,9 +50,9 @@ def test_init_never_overwrites_a_project(tmp_path):
 
 def test_next_import_export_cycle_trains_once_there_are_enough_labels(tmp_path):
     project, truth = make_project(tmp_path)
-    # batch 1: too few labels to train, picked by typicality
+    # batch 1: too few labels to train, picked at random (the few-labels recipe a project takes by default)
     result = invoke("project", "next", project, "--out", tmp_path / "b1.csv")
-    assert result.exit_code == 0 and "typiclust (too few labels to train)" in result.output, result.output
+    assert result.exit_code == 0 and "random (too few labels to train)" in result.output, result.output
     first = batch_rows(tmp_path / "b1.csv")
     assert len(first) == 6 and all(r["label"] == "" for r in first) and {r["path"] for r in first} <= set(truth)
 
@@ -70,7 +72,7 @@ def test_next_import_export_cycle_trains_once_there_are_enough_labels(tmp_path):
     second = batch_rows(tmp_path / "b2.csv")
     assert len(second) == 5 and not {r["path"] for r in second} & {r["path"] for r in first}
     batches = db(project).execute("SELECT how, trained_on, val_accuracy FROM batches ORDER BY id").fetchall()
-    assert batches[0][:2] == ("typiclust (too few labels to train)", 0) and batches[1][0] == "margin" and batches[1][1] > 0
+    assert batches[0][:2] == ("random (too few labels to train)", 0) and batches[1][0] == "margin" and batches[1][1] > 0
     assert batches[1][2] is not None
     hints = db(project).execute("SELECT hint_label, hint_confidence FROM queue WHERE batch_id = 2").fetchall()
     assert all(h in ("zero", "one", "two") and 0 < c <= 1 for h, c in hints)
@@ -145,13 +147,32 @@ def write_three_patterns(root, copies=10, seed=0):
     return truth
 
 
+def test_a_project_takes_the_few_labels_recipe_and_random_first_picks_by_default(tmp_path):
+    """What a project is for: few labels. Without --recipe it takes few-labels (scattering, frozen, copies), and its
+    first batches are random (docs/low-budget.md#first-picks-on-folders-unlike-digits); --recipe none opts out."""
+    write_three_patterns(tmp_path / "images")
+    result = invoke("project", "init", tmp_path / "proj", "--images", tmp_path / "images", "--classes", "a,b,c")
+    assert result.exit_code == 0 and "--model scattering:" in result.output and "--initial random:" in result.output, \
+        result.output
+    settings = ProjectStore(tmp_path / "proj").settings
+    assert (settings.recipe, settings.model, settings.freeze_backbone, settings.initial) == \
+        ("few-labels", "scattering", True, "random")
+    result = invoke("project", "next", tmp_path / "proj", "-n", 3, "--out", tmp_path / "b1.csv")
+    assert result.exit_code == 0 and "random (too few labels to train)" in result.output, result.output
+    result = invoke("project", "init", tmp_path / "plain", "--images", tmp_path / "images", "--classes", "a,b,c",
+                    "--recipe", "none")
+    settings = ProjectStore(tmp_path / "plain").settings
+    assert result.exit_code == 0 and (settings.recipe, settings.model, settings.initial) == (None, "resnet18", None)
+
+
 @pytest.mark.parametrize("initial", [None, "typiclust"])
 def test_first_batch_of_an_unlabeled_folder_is_picked_by_typicality(tmp_path, initial):
-    """No label is needed before the first batch, and by default it holds one typical image of each pattern."""
+    """Without a recipe no label is needed before the first batch, and by default it holds one typical image of
+    each pattern (TypiClust over the untrained ResNet-18's embeddings)."""
     truth = write_three_patterns(tmp_path / "images")
     extra = ["--initial", initial] if initial else []
     result = invoke("project", "init", tmp_path / "proj", "--images", tmp_path / "images", "--classes", "a,b,c",
-                    "--image-size", "32", *extra)
+                    "--image-size", "32", "--recipe", "none", *extra)
     assert result.exit_code == 0, result.output
     result = invoke("project", "next", tmp_path / "proj", "-n", 3, "--out", tmp_path / "b1.csv")
     assert result.exit_code == 0 and "typiclust (too few labels to train)" in result.output, result.output

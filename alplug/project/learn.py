@@ -3,8 +3,8 @@ strategy, exactly as in `alplug run`, but the oracle is a person.
 
 Until the labels can train a model (at least two classes labeled and
 ``MIN_LABELS_PER_CLASS`` labels per class on average), batches are picked without
-labels by the project's ``--initial`` strategy (default: typicality, TypiClust,
-with alplug-skactiveml; random, seeded, without it). A fifth of the labels (at least one per class that has two) is
+labels by the project's ``--initial`` strategy (the few-labels recipe a project takes by default sets random;
+without a recipe: typicality, TypiClust, with alplug-skactiveml; random, seeded, without it). A fifth of the labels (at least one per class that has two) is
 held out to report the model's validation accuracy; the model that queries is
 trained on the rest.
 """
