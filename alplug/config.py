@@ -10,12 +10,13 @@ from pathlib import Path
 from .errors import UsageError
 from .presets import RECIPES
 from .semi import UNLABELED_METHODS
+from .ssl import METHODS as SSL_REGISTRY_METHODS
 
 
-# Kept here (not imported from alplug.ssl / alplug.estimators) so that reading settings imports neither torch nor
-# lightly; tests/test_low_budget.py checks that the lists agree. alplug.semi imports neither at its top: its
-# registry is read as it is.
-SSL_METHODS = ("simclr", "byol")
+# Kept here (not imported from alplug.estimators) so that reading settings imports no torch; tests/test_low_budget.py
+# checks that the lists agree. alplug.ssl and alplug.semi import neither torch nor lightly at their top: their
+# registries are read as they are.
+SSL_METHODS = SSL_REGISTRY_METHODS
 
 
 def semi_methods() -> tuple[str, ...]:

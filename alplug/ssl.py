@@ -20,14 +20,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+from .errors import CachedBackboneError, MissingDependencyError, UsageError
 
-from .errors import MissingDependencyError, UsageError
-from .models.contract import (MAX_SIDECAR_BYTES, CachedBackboneError, load_backbone_file,  # noqa: F401 - re-exported
-                          recorded_digest)
-
-METHODS = ("simclr", "byol")
+# numpy, torch and lightly are imported where they are used: reading settings (alplug.config) reads METHODS here.
+if TYPE_CHECKING:
+    import numpy as np
 # Part of every cache key: raise it when a change here changes what a pretraining produces (views, heads, loop),
 # so that no run starts from a backbone the current code would not make.
 RECIPE = 3
@@ -95,6 +94,8 @@ def cache_dir() -> Path:
 
 def images_fingerprint(images, ids: np.ndarray, chunk: int = 4096) -> str:
     """A hash of the images at ``ids`` (their bytes, dtype and shape), read a chunk at a time (lazy pools)."""
+    import numpy as np
+
     h = hashlib.blake2b(digest_size=16)
     ids = np.asarray(ids, dtype=np.int64)
     h.update(repr((str(np.asarray(images[ids[:1]]).dtype), tuple(images.shape[1:]), len(ids))).encode())
@@ -220,7 +221,8 @@ class _BYOL:
         return 0.5 * (self.criterion(online(x0), t1) + self.criterion(online(x1), t0))
 
 
-_METHOD_CLASSES = {"simclr": _SimCLR, "byol": _BYOL}
+_METHOD_CLASSES = {"simclr": _SimCLR, "byol": _BYOL}  # --ssl NAME -> its method: adding one is a class and an entry
+METHODS = tuple(_METHOD_CLASSES)
 
 
 def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str = "cpu",
@@ -231,6 +233,8 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
     Reads one batch of images at a time (``images`` may be a memory map). ``weights``: the ``--weights`` text
     the backbone starts from, when ``settings.weights`` holds a file's digest instead.
     """
+    import numpy as np
+
     _lightly()
     import torch
 
@@ -324,8 +328,8 @@ def file_digest(data: bytes) -> str:
 def _check_cached(path: Path, sidecar: Path, echo) -> None:
     """A cached backbone must be a regular file with the digest recorded when it was written. A file cached by an
     earlier alplug, which recorded none, has its digest recorded now (and is checked from then on)."""
-    from .userfiles import atomic_write
-    from .userfiles import UserFileError, read_user_file
+    from .models.contract import MAX_SIDECAR_BYTES, recorded_digest
+    from .userfiles import UserFileError, atomic_write, read_user_file
 
     try:
         data = read_user_file(path, 8 * 2**30, f"cached backbone {path}")
@@ -349,6 +353,8 @@ def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, 
                         echo=print, progress: bool = False, directory: Path | None = None,
                         weights: str | None = None) -> PretrainedBackbone:
     """The cached backbone for these settings and images, pretraining it first on a cache miss."""
+    import numpy as np
+
     from .userfiles import atomic_write
 
     directory = Path(directory) if directory is not None else cache_dir() / "backbones"

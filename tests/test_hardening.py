@@ -386,7 +386,8 @@ def cache(tmp_path, monkeypatch):
 def test_a_poisoned_cached_backbone_is_refused(cache):
     import torch
 
-    from alplug.ssl import CachedBackboneError, load_backbone_file
+    from alplug.models.contract import load_backbone_file
+    from alplug.ssl import CachedBackboneError
 
     call, directory, calls = cache
     first = call()

@@ -106,7 +106,7 @@ def test_method_lists_agree():
     from alplug.config import OPTIMIZER_NAMES
     from alplug.estimators import OPTIMIZERS
 
-    assert SSL_METHODS == ssl.METHODS and OPTIMIZER_NAMES == tuple(OPTIMIZERS)
+    assert SSL_METHODS == ssl.METHODS == tuple(ssl._METHOD_CLASSES) and OPTIMIZER_NAMES == tuple(OPTIMIZERS)
 
 
 # ---- the unlabeled stream ----------------------------------------------------------------------------------
