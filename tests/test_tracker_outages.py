@@ -47,7 +47,7 @@ def seconds_at_most(limit: float):
 def test_a_server_that_accepts_and_never_answers_is_refused(monkeypatch):
     import alplug.tracking as tracking
 
-    monkeypatch.setattr(tracking, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(tracking.destinations, "CONNECT_TIMEOUT_S", 1.0)
     with socket.socket() as silent:  # the kernel completes the handshake; nobody ever reads or answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -198,9 +198,9 @@ def test_tensorboard_shows_each_round_once_after_a_kill_between_sending_and_reco
             raise KeyboardInterrupt  # the round's figures are in the event file, tracking.json does not say so
         write(directory, records)
 
-    monkeypatch.setattr(tracking, "write_tracking", killed_after_round_1_was_sent)
+    monkeypatch.setattr(tracking.runs, "write_tracking", killed_after_round_1_was_sent)
     assert invoke("run", "--out", out, "--track", "tensorboard", *QUICK).exit_code == 130
-    monkeypatch.setattr(tracking, "write_tracking", write)
+    monkeypatch.setattr(tracking.runs, "write_tracking", write)
     assert invoke("run", "--resume", out, "--track", "tensorboard").exit_code == 0
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
@@ -242,7 +242,7 @@ def test_a_password_in_the_tracking_uri_is_neither_shown_nor_written(tmp_path, m
             pass
 
     uri = "https://bob:s3cret@mlflow.lab"
-    monkeypatch.setattr(tracking, "mlflow_client", lambda spec, directory: (Client(), spec.where, "0"))
+    monkeypatch.setattr(tracking.trackers, "mlflow_client", lambda spec, directory: (Client(), spec.where, "0"))
     tracker = tracking.MlflowTracker(tracking.TrackSpec("mlflow", uri), 1)
     record = tracker.open(tmp_path, {"query": "margin"}, None, "run", {})
     tracking.write_tracking(tmp_path, {"mlflow": record})

@@ -202,12 +202,12 @@ def test_a_tracker_that_cannot_open_is_one_line_and_exit_2(tmp_path):
 
 # ---- a tracker added in one class --------------------------------------------------------------------------------
 
-def test_a_tracker_added_in_one_class_tracks_a_run(tmp_path, monkeypatch):
+def test_a_tracker_added_in_one_class_tracks_a_run(tmp_path, request):
     """A Tracker subclass with a kind is all a new tracker is: --track takes it, and the run sends it every
     round's record, the files and the end."""
     from alplug import tracking
 
-    monkeypatch.setattr(tracking, "TRACKERS", dict(tracking.TRACKERS))  # the class below registers itself here
+    request.addfinalizer(lambda: tracking.TRACKERS.pop("list", None))  # the class below registers itself there
     sent = []
 
     class ListTracker(tracking.Tracker):

@@ -1,60 +1,26 @@
-"""``--track``: a run's epochs and rounds in TensorBoard or MLflow, through skorch's own logging callbacks.
-
-skorch's ``TensorBoard`` and ``MlflowLogger`` callbacks log each fit's epochs. What is ours is the joining, which
-neither they nor the trackers do: one tracked run across every round of an active-learning run (each round's fit
-restarts skorch's epoch count, so the callbacks' step is offset by the round) and across ``--resume``; the
-per-round figures (labels, validation accuracy, seconds, the queried classes); the configuration, curve, result
-and model at the end; and a study as one MLflow parent run with a child run per (strategy, seed).
-
-TensorBoard's reader drops the partial epochs of a round that was killed and redone (their steps go back); MLflow
-keeps every value it was sent, so there a redone round's epochs can show twice at the same step. Round figures
-are sent after the round is committed and recorded as sent; TensorBoard's tracker never writes one twice. A
-tracker that stops answering costs one warning, never the run (``Tracker.guard``); ``--resume`` catches it up.
+"""The trackers ``--track`` knows, one ``Tracker`` subclass each (a subclass with a ``kind`` registers itself in
+``TRACKERS``), and how a run's epochs, rounds, files and end reach them: skorch's ``TensorBoard`` and
+``MlflowLogger`` callbacks for the epochs, offset by the round.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
-from contextlib import closing
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import MissingDependencyError, UsageError
-from .userfiles import printable
+from ..errors import MissingDependencyError, UsageError
+from ..userfiles import printable
+from .destinations import MLFLOW_HTTP_SETTINGS, TrackSpec, check_server, check_sqlite, redact, sqlite_path
 
 if TYPE_CHECKING:
-    from .records import RoundRecord, RunResult
+    from ..records import RoundRecord, RunResult
 
 TRACKERS: dict[str, type[Tracker]] = {}  # --track KIND -> its Tracker class (each subclass registers itself)
 EXPERIMENT = "alplug"  # MLflow experiment of runs and studies (MLFLOW_EXPERIMENT_NAME overrides it)
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter's value
-
-
-@dataclass(frozen=True)
-class TrackSpec:
-    """One ``--track KIND[=WHERE]``: a TensorBoard log directory or an MLflow tracking URI (None: inside the
-    run, study or project directory)."""
-
-    kind: str
-    where: str | None = None
-
-    def __str__(self) -> str:
-        return self.kind if self.where is None else f"{self.kind}={self.where}"
-
-    @property
-    def shown(self) -> str:
-        """As in messages: a password in the URI is replaced by ***."""
-        return self.kind if self.where is None else f"{self.kind}={redact(self.where)}"
-
-
-def redact(uri: str) -> str:
-    """``uri`` with the password of its user part (scheme://user:password@host) replaced by ***."""
-    import re
-
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", uri)
 
 
 def track_metavar(between: str = "|") -> str:
@@ -88,82 +54,6 @@ def parse_track(values) -> list[TrackSpec]:
         specs.append(spec)
     return specs
 
-
-CONNECT_TIMEOUT_S = 5.0
-# MLflow's HTTP client retries a failed request 7 times with a back-off factor of 2 and waits 120 s for each answer:
-# minutes of silence per call when a server dies. alplug's calls give up sooner (the run goes on untracked, and
-# --resume sends what was missed); a user's own MLFLOW_HTTP_REQUEST_* settings win.
-MLFLOW_HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-
-
-def check_server(uri: str, timeout: float | None = None) -> None:
-    """Fail within about ``timeout`` seconds unless an HTTP server answers at ``uri`` (MLflow's ``/health``):
-    nothing listening, a server that accepts and never answers, and one answering 5xx are all refused here,
-    where MLflow's client would retry with back-off for minutes before saying so."""
-    import http.client
-    import socket
-    from urllib.parse import urlsplit
-
-    timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
-    shown = redact(uri)
-    try:
-        parts = urlsplit(uri)
-        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise UsageError(f"--track mlflow={shown}: not a valid URL ({exc}); give http://HOST:PORT") from None
-    if not host:
-        raise UsageError(f"--track mlflow={shown}: not a URL with a host; give http://HOST:PORT")
-    connection = (http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection)(
-        host, port, timeout=timeout)
-    try:
-        connection.request("GET", parts.path.rstrip("/") + "/health", headers={"Connection": "close"})
-        status = connection.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
-        why = "no answer within {:g} s".format(timeout) if isinstance(exc, socket.timeout) else \
-            (getattr(exc, "strerror", None) or type(exc).__name__)
-        raise UsageError(f"--track mlflow={shown}: cannot reach an MLflow server there ({why}); start one "
-                         "(mlflow server) or give --track mlflow to track inside the run directory") from None
-    finally:
-        connection.close()
-    if status >= 500:
-        raise UsageError(f"--track mlflow={shown}: the server answers HTTP {status} (not working); try again "
-                         "when it is, or give --track mlflow to track inside the run directory")
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The file of an MLflow SQLite store URI: sqlite:////abs -> /abs, sqlite:///rel -> rel (None: not one)."""
-    if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):
-        return None
-    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
-
-
-def check_sqlite(uri: str) -> None:
-    """Fail at once when an MLflow SQLite store cannot be opened or created: MLflow retries for about two minutes
-    first. Creates nothing (a probe file in the folder is removed at once)."""
-    import sqlite3
-    import tempfile
-
-    shown = redact(uri)
-    path = sqlite_path(uri)
-    if path is None:
-        raise UsageError(f"--track mlflow={shown}: give an SQLite store as sqlite:///RELATIVE.db or "
-                         "sqlite:////ABSOLUTE/PATH.db")
-    try:
-        if path.exists():
-            if not path.is_file():
-                raise OSError(0, "not a regular file")
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=CONNECT_TIMEOUT_S)) as db:
-                db.execute("PRAGMA schema_version").fetchone()
-        else:
-            folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
-            fd, probe = tempfile.mkstemp(dir=folder, prefix=".alplug-probe-")
-            os.close(fd)
-            os.unlink(probe)
-    except (OSError, sqlite3.Error) as exc:
-        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise UsageError(f"--track mlflow={shown}: cannot open an SQLite store there ({why}); give a "
-                         "writable path") from None
 
 
 def flat_params(config: dict) -> dict[str, str]:
@@ -524,163 +414,3 @@ def _markdown_table(values: dict) -> str:
             if v is not None]
     return "| setting | value |\n| --- | --- |\n" + "\n".join(rows)
 
-
-@dataclass
-class TrackingPlan:
-    """Where a run is tracked: its ``--track`` specs, the directory holding the default stores (the run's own,
-    or its study's), the study's MLflow run that is its parent, and tags naming it (strategy, seed)."""
-
-    specs: list[TrackSpec]
-    home: Path | None = None          # None: the run directory
-    parent_run_id: str | None = None
-    tags: dict | None = None
-
-
-TRACKING_FILE = "tracking.json"  # in the run (study, project) directory: the tracked runs to continue
-MAX_TRACKING_BYTES = 64 * 1024
-COUNTS = ("rounds_sent", "ended")  # the fields of a tracker's record that are numbers
-
-
-def read_tracking(directory: Path) -> dict:
-    """What ``tracking.json`` records per tracker; a missing, oversized or malformed file records nothing
-    (a new tracked run is started, and the file rewritten)."""
-    from .userfiles import UserFileError, read_user_file
-
-    try:
-        values = json.loads(read_user_file(directory / TRACKING_FILE, MAX_TRACKING_BYTES, TRACKING_FILE))
-    except (UserFileError, ValueError, RecursionError):  # missing, a FIFO, too large, not JSON
-        return {}
-    if not isinstance(values, dict):
-        return {}
-
-    def count(value) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
-
-    def fits(key, value) -> bool:  # counts are counts, everything else a string
-        return count(value) if key in COUNTS else isinstance(value, str)
-
-    return {k: v for k, v in values.items()
-            if k in TRACKERS and isinstance(v, dict) and all(fits(key, x) for key, x in v.items())}
-
-
-def write_tracking(directory: Path, records: dict) -> None:
-    from .userfiles import atomic_write
-
-    atomic_write(directory / TRACKING_FILE, json.dumps(records, indent=1))
-
-
-class TrackedRuns:
-    """A run's trackers, and ``tracking.json`` (what each continues, the last round each was sent, and whether it
-    was sent the run's end). A tracker that fails mid-run is left behind with one warning; what it missed is sent
-    when the run is resumed, finished or not."""
-
-    def __init__(self, trackers: list[Tracker], records: dict, path: Path):
-        self.trackers, self.records, self.path = trackers, records, path
-
-    def callbacks(self) -> list:
-        return [cb for tracker in self.trackers for cb in tracker.callbacks()]
-
-    def start_round(self, round_: int) -> None:
-        for tracker in self.trackers:
-            tracker.round = round_
-
-    def log_rounds(self, history: list[RoundRecord], classes: list[str]) -> None:
-        """Send each committed round a tracker has not had yet: after a kill between a commit and its sending,
-        or a tracker that stopped answering, the resumed run sends the rounds it missed, once."""
-        for tracker in self.trackers:
-            record = self.records[tracker.kind]
-            for row in history:
-                if row.round >= record.get("rounds_sent", 0):
-                    if not tracker.guard(f"sending round {row.round}", tracker.log_round, row, classes):
-                        break
-                    record["rounds_sent"] = row.round + 1
-        write_tracking(self.path, self.records)
-
-    def log_batch(self, metrics: dict[str, float], step: int, files: list[Path]) -> None:
-        """A labeling project's trained batch: its figures and files, then the tracked run is closed until the
-        next batch."""
-        for tracker in self.trackers:
-            if tracker.guard("sending the batch", tracker.log_metrics, metrics, step):
-                tracker.guard("sending the model", tracker.save_files, files)
-            tracker.guard("closing the run", tracker.close)
-
-    def finish(self, result: RunResult, run_path: Path) -> None:
-        for tracker in self.trackers:
-            if tracker.guard("sending the run's end", tracker.finish, result, run_path):
-                self.records[tracker.kind]["ended"] = 1
-        write_tracking(self.path, self.records)
-
-    def fail(self, interrupted: bool) -> None:
-        for tracker in self.trackers:
-            if tracker.broken:  # it stopped answering: asking again would only wait for it
-                continue
-            try:
-                tracker.fail(interrupted)
-            except Exception:  # noqa: BLE001 - the run's own error is the one to report
-                pass
-
-
-def cannot_open(spec: TrackSpec, exc: Exception):
-    """The one-line error for a tracker that would not open, in its own words (a password in it redacted)."""
-    from .errors import TrackingError
-
-    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no details"
-    if spec.where:
-        detail = detail.replace(spec.where, redact(spec.where))
-    return TrackingError(f"--track {spec.shown}: cannot open it ({type(exc).__name__}: {detail})")
-
-
-def open_trackers(plan: TrackingPlan, run_path: Path, name: str, config: dict, epochs_per_round: int,
-                  echo=print) -> TrackedRuns:
-    """Start (or, from ``tracking.json``, continue) a tracked run per spec and record them at once, so that a
-    run killed before its first round still continues the same tracked runs."""
-    home = plan.home or run_path
-    recorded = read_tracking(run_path)
-    trackers, records = [], dict(recorded)
-    for spec in plan.specs:
-        tracker = TRACKERS[spec.kind](spec, epochs_per_round, plan.parent_run_id)
-        directory = tracker.directory(home, name, own_directory=plan.home is None)
-        before = recorded.get(spec.kind)
-        tracker.warn = echo
-        try:
-            opened = tracker.open(directory, config, before, name, plan.tags or {})
-        except Exception as exc:  # noqa: BLE001 - each tracker fails its own way (URI, permissions, server)
-            TrackedRuns(trackers, records, run_path).fail(interrupted=False)
-            raise cannot_open(spec, exc) from None
-        continued = before is not None and all(before.get(k) == v for k, v in opened.items())
-        records[spec.kind] = {**opened, **({k: before[k] for k in COUNTS if k in before} if continued else {})}
-        trackers.append(tracker)
-        echo(tracker.where())
-    write_tracking(run_path, records)
-    return TrackedRuns(trackers, records, run_path)
-
-
-def tracking_behind(run_path: Path, specs: list[TrackSpec], rounds: int) -> bool:
-    """Whether a finished run of ``rounds`` rounds has a tracker (of ``specs``) that missed a round or its end
-    (it stopped answering, or the run is tracked for the first time): then ``--resume`` sends what is missing."""
-    recorded = read_tracking(run_path)
-    return any(recorded.get(s.kind, {}).get("rounds_sent", 0) <= rounds or not recorded.get(s.kind, {}).get("ended")
-               for s in specs)
-
-
-def open_study_tracking(study, specs: list[TrackSpec], echo=print) -> "MlflowTracker | None":
-    """With ``--track mlflow``: the study's parent run (continued when the study is resumed), whose children are
-    its runs, tagged with strategy and seed. TensorBoard needs none: each run logs to ``tensorboard/RUN`` under
-    the study, and TensorBoard shows the runs of that directory side by side."""
-    spec = next((s for s in specs if s.kind == "mlflow"), None)
-    if spec is None:
-        return None
-    tracker = MlflowTracker(spec, 0)
-    tracker.warn = echo
-    recorded = read_tracking(study.path)
-    tags = {"study": str(study.path.resolve()), "strategies": ",".join(study.queries),
-            "seeds": ",".join(str(s) for s in study.seeds)}
-    try:
-        record = tracker.open(study.path, {"queries": study.queries, "seeds": study.seeds,
-                                           **study.settings()["base"]}, recorded.get("mlflow"),
-                              study.path.resolve().name, tags)
-    except Exception as exc:  # noqa: BLE001 - as open_trackers
-        raise cannot_open(spec, exc) from None
-    write_tracking(study.path, {**recorded, "mlflow": record})
-    echo(tracker.where())
-    return tracker
