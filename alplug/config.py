@@ -10,13 +10,11 @@ from pathlib import Path
 from .errors import UsageError
 from .presets import RECIPES
 from .semi import UNLABELED_METHODS
-from .ssl import METHODS as SSL_REGISTRY_METHODS
+from .ssl import METHODS as SSL_METHODS
 
-
-# Kept here (not imported from alplug.estimators) so that reading settings imports no torch; tests/test_low_budget.py
-# checks that the lists agree. alplug.ssl and alplug.semi import neither torch nor lightly at their top: their
-# registries are read as they are.
-SSL_METHODS = SSL_REGISTRY_METHODS
+# The --ssl and --semi choices are their modules' registries (ssl.py and semi.py import neither torch nor lightly at
+# their top). The optimizers' names are kept here, apart from alplug.estimators (which imports torch);
+# tests/test_low_budget.py holds the two equal.
 
 
 def semi_methods() -> tuple[str, ...]:
@@ -37,10 +35,11 @@ def setting(default=None, *, help: str | None, valid: tuple | None = None, choic
             nonempty: bool = False, to: str | None = None, key: str | None = None, project: bool = False,
             cli: dict | None = None, factory=None):
     """A run setting, declared once: its default and help, what values it takes (``valid``: a test and what it
-    says when it fails; ``choices``; ``nonempty`` text), which code it is handed to (``to="estimator"``: a keyword
-    of ``estimators.make_estimator``, passed by ``round_steps.estimator_for``, under the name ``key`` if given: a skorch
-    parameter such as ``optimizer__momentum`` reaches the optimizer with no other code), whether labeling projects take it, and how
-    its click option differs from the plain ``--NAME`` of its type (``cli``: extra flags, metavar, help's default).
+    says when it fails; ``choices``, a tuple or a function reading a registry; ``nonempty`` text), which code it is
+    handed to (``to="estimator"``: a keyword of ``estimators.make_estimator``, passed by
+    ``round_steps.estimator_for``, under the name ``key`` if given: a skorch parameter such as
+    ``optimizer__momentum`` reaches the optimizer with no other code), whether labeling projects take it, and how
+    its click option differs from the plain ``--NAME`` of its type (``cli``: extra flags, metavar, a directory).
     From this the CLI options, the TOML check, ``validate()`` and docs/cli.md are made."""
     metadata = {"help": help, "valid": valid, "choices": choices, "nonempty": nonempty, "to": to, "key": key,
                 "project": project, "cli": cli or {}}

@@ -12,6 +12,7 @@ read are ``alplug.records.RoundRecord``s (not imported here: records name the ru
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 import numpy as np
 
 from .errors import UsageError
@@ -20,7 +21,7 @@ KAPPA_WINDOW = 3       # rounds whose kappas are averaged (the paper's three)
 STOP_SET_SIZE = 1000   # unlabeled images predicted every round for the rules that measure
 
 
-class StopRule:
+class StopRule(ABC):
     """One stopping rule. ``measures``: whether it records a figure of the stop set's predictions each round."""
 
     name: str
@@ -32,12 +33,13 @@ class StopRule:
         return None
 
     def measure(self, proba: np.ndarray, previous: list[int] | None) -> float | None:
-        """This round's figure from the stop set's class probabilities (``previous``: last round's predictions)."""
-        raise NotImplementedError
+        """This round's figure from the stop set's class probabilities (``previous``: last round's predictions);
+        asked only of rules that measure."""
+        return None
 
+    @abstractmethod
     def fires(self, threshold: float, history: list) -> str | None:
         """Why the rule stops after the last record of ``history`` (None: it does not)."""
-        raise NotImplementedError
 
 
 class KappaRule(StopRule):

@@ -7,6 +7,7 @@ import pytest
 from alplug import loop
 from alplug.config import RunConfig
 from alplug.errors import UsageError
+from alplug.stopping import StopRule
 from test_cli import invoke, read_history
 
 from test_low_budget import small_npz  # noqa: F401  (a fixture: 300 digits as an npz data set)
@@ -260,7 +261,7 @@ def test_each_rule_stops_a_real_run_and_is_its_stop_reason(tmp_path, small, stop
     assert history[0]["stop_kappa"] == "" and all(r["stop_kappa"] != "" for r in history[1:])
 
 
-class ConfidentRule:
+class ConfidentRule(StopRule):
     """A stopping rule added by a test, in one declaration: stop once the mean top probability on the stop set
     reaches the threshold."""
 
