@@ -56,16 +56,11 @@ def round_seed(seed: int, round_: int) -> int:
 
 
 def save_torch(obj, path) -> None:
-    """``torch.save`` to a file through Python's own I/O: a full disk is then an ``OSError`` naming the file,
-    where torch's zip writer would raise ``RuntimeError: [enforce fail at inline_container.cc]``."""
-    import io
+    """``torch.save`` to a checkpoint file (not atomic: the run directory's commit names it only once flushed)."""
+    from .userfiles import torch_bytes
 
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
     with open(path, "wb") as f:
-        f.write(buf.getbuffer())
+        f.write(torch_bytes(obj))
 
 
 def check_new_labels(new: np.ndarray, labeled: np.ndarray, strategy) -> None:
@@ -103,13 +98,7 @@ def ssl_backbone(config: RunConfig, images, ids: np.ndarray, echo=print, progres
 
 
 def save_model(module, path) -> None:
-    """A model's state dict as ``path``, written atomically (a run's model.pt, a project's)."""
-    import io
+    """A model's state dict as ``path``, written atomically (a project's model.pt)."""
+    from .userfiles import atomic_write, torch_bytes
 
-    import torch
-
-    from .userfiles import atomic_write
-
-    buf = io.BytesIO()
-    torch.save(module.state_dict(), buf)
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, torch_bytes(module.state_dict()))

@@ -355,7 +355,7 @@ def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, 
     """The cached backbone for these settings and images, pretraining it first on a cache miss."""
     import numpy as np
 
-    from .userfiles import atomic_write
+    from .userfiles import atomic_write, torch_bytes
 
     directory = Path(directory) if directory is not None else cache_dir() / "backbones"
     try:
@@ -376,16 +376,11 @@ def pretrained_backbone(settings: PretrainSettings, images, ids: np.ndarray, *, 
              f"unlabeled images for {settings.epochs} epochs (cached as {key})")
         started = time.perf_counter()
         module = pretrain(settings, images, ids, device=device, progress=progress, weights=weights)
-        import io
-
-        import torch
-
-        buf = io.BytesIO()
-        torch.save({f"backbone.{k}": v.detach().cpu() for k, v in module.backbone.state_dict().items()}, buf)
+        data = torch_bytes({f"backbone.{k}": v.detach().cpu() for k, v in module.backbone.state_dict().items()})
         # The sidecar with the digest first: a kill between the two leaves no backbone without its digest.
         atomic_write(sidecar, json.dumps({"settings": asdict(settings), "images": len(ids),
                                           "seconds": round(time.perf_counter() - started, 1),
-                                          "digest": file_digest(buf.getvalue())}, indent=2) + "\n")
-        atomic_write(path, buf.getvalue(), exclusive=True)
+                                          "digest": file_digest(data)}, indent=2) + "\n")
+        atomic_write(path, data, exclusive=True)
         echo(f"self-supervised backbone: pretrained in {time.perf_counter() - started:.0f}s")
         return PretrainedBackbone(key, path, reused=False)

@@ -108,6 +108,18 @@ def _read_umask() -> int:
 FILE_MODE = 0o666 & ~_read_umask()
 
 
+def torch_bytes(obj) -> bytes:
+    """``torch.save(obj)`` into memory: written then through Python's own I/O (``atomic_write`` or ``open``), a full
+    disk is an ``OSError`` naming the file, where torch's zip writer raises ``RuntimeError: [enforce fail ...]``."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
 def atomic_write(path: Path, data: bytes | str, *, exclusive: bool = False) -> None:
     """Write ``path`` whole or not at all: a temporary file beside it, flushed, then moved into place.
 
