@@ -83,10 +83,44 @@ def _few_labels(facts: DataFacts, yours: dict) -> list[Choice]:
                                         "instead")]
     else:
         tiny_note = []
-    if yours.get("model", "scattering") != "scattering":
+    model = yours.get("model")
+    if model not in (None, "scattering", "scattering-conv"):
         # Freezing a randomly initialised backbone, or a 32 px cap on a pretrained one, would be no advice at all.
-        return [Choice("model", "scattering", "the recipe's other settings were measured with the scattering model "
-                                              "only, so with yours it sets nothing else")]
+        return [Choice("model", "scattering-conv", "the recipe's other settings were measured with the scattering "
+                                                   "models only, so with yours it sets nothing else")]
+    first_picks = [Choice("initial", "random", "the first batches, before any label, at random: on the three folders "
+                                               "unlike digits random picks covered more classes than typical ones "
+                                               "(TypiClust)")] if facts.project else []
+    if model == "scattering" or importlib.util.find_spec("lightly") is None:
+        note = [] if model == "scattering" else [Choice(None, None, "the pretrained scattering trunk needs lightly "
+                                                                    "(pip install \"alplug[ssl]\"): the fixed "
+                                                                    "scattering settings instead")]
+        return _fixed_scattering(facts) + first_picks + note + tiny_note
+    return _scattering_trunk(facts) + first_picks + tiny_note
+
+
+def _scattering_trunk(facts: DataFacts) -> list[Choice]:
+    """docs/low-budget.md#one-flag-for-few-labels: a small trunk over scattering coefficients, pretrained by SimCLR
+    on the pool's stored views."""
+    channels = "each of the 3 colour channels" if facts.channels == 3 else f"{facts.channels} channel(s)"
+    return [
+        Choice("model", "scattering-conv", f"wavelet scattering coefficients of {channels} and a small convolutional "
+                                           "trunk over them, pretrained on the unlabeled pool"),
+        Choice("image_size", 32, "the trunk reads the 8x8 coefficient maps that 2 scales give at 32 px"),
+        Choice("ssl", "simclr", "SimCLR on views of the pool's images, their coefficients computed once: minutes "
+                                "on a CPU, cached and reused by every run of the same images"),
+        Choice("ssl_epochs", TRUNK_EPOCHS, f"{TRUNK_EPOCHS} epochs of the trunk over the stored views"),
+        Choice("freeze_backbone", True, "a head on the pretrained features: each image's are computed once per run"),
+        Choice("epochs", 100, "a linear head on cached features: 100 epochs take seconds"),
+        Choice("weight_decay", 0.01, "an L2 penalty on the head over standardised features"),
+    ]
+
+
+TRUNK_EPOCHS = 60
+
+
+def _fixed_scattering(facts: DataFacts) -> list[Choice]:
+    """docs/low-budget.md: the fixed scattering features with a linear head, no pretraining (no lightly needed)."""
     channels = "each of the 3 colour channels" if facts.channels == 3 else f"{facts.channels} channel(s)"
     return [
         Choice("model", "scattering", f"label-free wavelet scattering features of {channels}: no pretraining, and "
@@ -98,16 +132,14 @@ def _few_labels(facts: DataFacts, yours: dict) -> list[Choice]:
                                      "computed once: the head learns what a label looks like moved a little"),
         Choice("weight_decay", 0.01, "an L2 penalty on the head over standardised coefficients: better on each of the "
                                      "four measured data sets"),
-    ] + ([Choice("initial", "random", "the first batches, before any label, at random: on the three folders unlike "
-                                      "digits random picks covered more classes than typical ones (TypiClust)")]
-         if facts.project else []) + tiny_note
+    ]
 
 
 RECIPES = {
     "few-labels": Recipe(
         "few-labels", "tens to a few hundred labels, no pretrained weights that fit the images",
-        "docs/low-budget.md#one-flag-for-few-labels: 10 seeds on digits, hard-digits, shapes and textures; under "
-        "16 px, docs/low-budget.md#pretraining-only-what-the-head-reads: 24 seeds on digits", _few_labels),
+        "docs/low-budget.md#one-flag-for-few-labels: 10 seeds on hard-digits, shapes and textures; under 16 px, "
+        "docs/low-budget.md#pretraining-only-what-the-head-reads: 24 seeds on digits", _few_labels),
 }
 
 
@@ -127,9 +159,12 @@ def describe_recipes() -> str:
     for recipe in RECIPES.values():
         settings = " ".join(as_option(c.setting, c.value) for c in recipe.choose(example, {}) if c.setting)
         on_tiny = " ".join(as_option(c.setting, c.value) for c in recipe.choose(tiny, {}) if c.setting)
+        fixed = " ".join(as_option(c.setting, c.value) for c in recipe.choose(example, {"model": "scattering"})
+                         if c.setting and c.setting != "model")
         lines += [f"{recipe.name}: {recipe.summary}", f"  evidence: {recipe.evidence}",
                   f"  sets (colour images, 10 classes, 100 labels): {settings}",
                   f"  on images under {TINY_SIDE} px (8 px digits): {on_tiny}",
+                  f"  with --model scattering, or without lightly: {fixed}",
                   f"  use: alplug run --recipe {recipe.name} (or compare, project init); any option you give wins"]
     return "\n".join(lines)
 

@@ -4,7 +4,9 @@ lightly supplies what makes each method: its losses (NT-Xent, negative cosine), 
 heads, view transforms and momentum helpers. What lightly leaves to its users, and this module adds, is the
 joining: which images (the pool and the initial set; never a validation or test image), the ~20-line training
 loop lightly's own examples write out, and a content-addressed cache, so that every strategy of a study
-that shares a seed's split reuses one pretraining, and a changed setting misses.
+that shares a seed's split reuses one pretraining, and a changed setting misses. A backbone whose ``front`` is
+fixed (``scattering-conv``'s scattering transform) trains its ``trunk`` on the front's outputs of a few views of
+each image, stored once: new views at every step would cost a front pass each.
 
 The cached file holds the backbone's state dict under ``backbone.``, the layout of an alplug checkpoint, so
 ``--weights FILE`` reads it too. ``ImageClassifier(backbone_file=...)`` starts every round's model from it.
@@ -221,6 +223,68 @@ class _BYOL:
         return 0.5 * (self.criterion(online(x0), t1) + self.criterion(online(x1), t0))
 
 
+# Views a backbone with a fixed front gets of each image (besides the image itself): pretraining draws its pairs
+# from them. More views cost front passes and memory (float16), fewer repeat pairs sooner.
+FRONT_VIEWS = 8
+
+
+def _fixed_front(backbone):
+    """The backbone's ``front`` when it has one without parameters (the scattering transform of
+    ``scattering-conv``) followed by a ``trunk``; None otherwise."""
+    front = getattr(backbone, "front", None)
+    if front is None or getattr(backbone, "trunk", None) is None or any(True for _ in front.parameters()):
+        return None
+    return front
+
+
+def _front_bank(module, views, images, ids: np.ndarray, progress: bool):
+    """(len(ids), 1 + FRONT_VIEWS, ...) float16: the fixed front's output for each image and for FRONT_VIEWS of
+    its views, drawn from torch's generator (seeded by the caller), an image at a time in ``ids`` order.
+
+    Why: lightly's loop, like ours above, draws new views at every step, which means a front pass per view per
+    epoch; a fixed front's output of a fixed set of views is computed once and the trunk trains on it, so
+    pretraining costs a few front passes of the pool plus the trunk's epochs (docs/low-budget.md)."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from .data.lazy import as_model_input
+
+    single = views.transforms[0]  # one view of lightly's two-view transform
+    front = _fixed_front(module.backbone)
+    bank = None
+    chunk = 64
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(ids), chunk), desc="  views", unit="batch", leave=False,
+                          disable=None if progress else True, file=sys.stderr):
+            block = torch.as_tensor(as_model_input(images[ids[start:start + chunk]]))
+            stack = torch.stack([torch.stack([img] + [single(img) for _ in range(FRONT_VIEWS)]) for img in block])
+            flat = stack.flatten(0, 1)
+            out = front(module.prepare(flat.to(module.mean.device))).float().cpu()
+            out = out.reshape(len(block), 1 + FRONT_VIEWS, *out.shape[1:])
+            if bank is None:
+                bank = np.empty((len(ids),) + tuple(out.shape[1:]), dtype=np.float16)
+            bank[start:start + len(block)] = out.numpy().astype(np.float16)
+    return bank
+
+
+class _TrunkOnFront:
+    """What a method trains when the front is fixed: the trunk, on the front's stored outputs (a batch of them is
+    already prepared and passed through the front)."""
+
+    def __init__(self, module):
+        self.backbone = module.backbone.trunk
+        self.embedding_dim = module.embedding_dim
+        self.pool = module.pool
+
+    @staticmethod
+    def prepare(x):
+        return x
+
+    def embed(self, x):
+        return self.pool(self.backbone(x))
+
+
 _METHOD_CLASSES = {"simclr": _SimCLR, "byol": _BYOL}  # --ssl NAME -> its method: adding one is a class and an entry
 METHODS = tuple(_METHOD_CLASSES)
 
@@ -257,10 +321,16 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
     views = view_transforms(settings.method, settings.in_channels, size, settings.hflip)
     batch_size = min(settings.batch_size, len(ids))
     steps = len(ids) // batch_size  # the last partial batch is dropped: a batch of one breaks BatchNorm
-    method = _METHOD_CLASSES[settings.method](module, settings.epochs, steps)
+    bank = None
+    if _fixed_front(module.backbone) is not None:
+        bank = _front_bank(module, views, images, ids, progress)
+        trained = _TrunkOnFront(module)
+    else:
+        trained = module
+    method = _METHOD_CLASSES[settings.method](trained, settings.epochs, steps)
     for part in method.trainable:
         part.to(device)
-    params = list(module.backbone.parameters()) + [p for part in method.trainable for p in part.parameters()]
+    params = list(trained.backbone.parameters()) + [p for part in method.trainable for p in part.parameters()]
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=1e-6)
     module.train()
     for part in method.trainable:
@@ -275,11 +345,18 @@ def pretrain(settings: PretrainSettings, images, ids: np.ndarray, *, device: str
         total = 0.0
         for b in range(steps):
             batch_ids = np.sort(order[b * batch_size:(b + 1) * batch_size])
-            block = torch.as_tensor(as_model_input(images[batch_ids]))
-            pairs = [views(img) for img in block]
-            x0 = torch.stack([a for a, _ in pairs]).to(device)
-            x1 = torch.stack([b_ for _, b_ in pairs]).to(device)
-            loss = method.loss(module, x0, x1, step)
+            if bank is None:
+                block = torch.as_tensor(as_model_input(images[batch_ids]))
+                pairs = [views(img) for img in block]
+                x0 = torch.stack([a for a, _ in pairs]).to(device)
+                x1 = torch.stack([b_ for _, b_ in pairs]).to(device)
+            else:  # two different stored views of each image
+                rows = np.searchsorted(ids, batch_ids)  # the bank is in ``ids``' (sorted) order
+                first = rng.integers(0, bank.shape[1], len(rows))
+                second = (first + rng.integers(1, bank.shape[1], len(rows))) % bank.shape[1]
+                x0 = torch.from_numpy(bank[rows, first]).float().to(device)
+                x1 = torch.from_numpy(bank[rows, second]).float().to(device)
+            loss = method.loss(trained, x0, x1, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -14,7 +14,8 @@ from alplug.cli import cli
 from data_formats import write_unlabeled_folder
 
 # Small and fast: 32 px, one epoch, six images per batch (two per class trains a model after batch 1).
-PROJECT_SETTINGS = ["--image-size", "32", "--epochs", "1", "--per-round", "6", "--batch-size", "8"]
+# --ssl-epochs 2: a project takes the few-labels recipe, whose pretraining would otherwise run its full length
+PROJECT_SETTINGS = ["--image-size", "32", "--epochs", "1", "--per-round", "6", "--batch-size", "8", "--ssl-epochs", "2"]
 
 
 def invoke(*args):

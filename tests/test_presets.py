@@ -19,13 +19,13 @@ from alplug.models.module import ImageClassifier, build_on_meta_device
 from alplug.presets import RECIPES, DataFacts, apply_recipe
 
 # A run that finishes in seconds: 300 digits, one label per class, one head epoch (the user's, kept).
-SMALL = ["--n-start", "1", "--per-round", "5", "--epochs", "1", "--test-size", "100", "--val1-size", "40",
-         "--val2-size", "40"]
+SMALL = ["--n-start", "1", "--per-round", "5", "--epochs", "1", "--ssl-epochs", "2", "--test-size", "100",
+         "--val1-size", "40", "--val2-size", "40"]
 
 
 @pytest.fixture(scope="module")
 def small_npz(tmp_path_factory, digits):
-    """300 digits at 32 px (each pixel a 4x4 block): the recipe's scattering settings (8 px digits take its
+    """300 digits at 32 px (each pixel a 4x4 block): the recipe's scattering-trunk settings (8 px digits take its
     pretrained small-images settings instead)."""
     path = tmp_path_factory.mktemp("data") / "digits300-32px.npz"
     np.savez(path, X=np.kron(digits.X[:300, 0], np.ones((4, 4), dtype=digits.X.dtype)), y=digits.y[:300])
@@ -73,6 +73,58 @@ def test_scattering_refuses_weights_and_too_small_images(tmp_path):
         ImageClassifier("scattering", 1, 3, image_size=2).eval()(torch.zeros(1, 1, 2, 2))
 
 
+# ---- the scattering trunk (scattering-conv), pretrained on stored views ------------------------------------------
+
+def test_scattering_conv_learns_only_its_trunk_and_fits_any_channel_count():
+    model = ImageClassifier("scattering-conv", 3, 5, image_size=32).eval()
+    assert not list(model.backbone.front.parameters()) and list(model.backbone.trunk.parameters())
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    assert model(x).shape == (2, 5) and model.embed(x).shape == (2, model.embedding_dim) == (2, 128)
+    torch.testing.assert_close(pickle.loads(pickle.dumps(model))(x), model(x))
+    build_on_meta_device("scattering-conv", in_channels=1, num_classes=4, image_size=32)
+    with pytest.raises(UsageError, match="no pretrained weights named 'DEFAULT'"):
+        ImageClassifier("scattering-conv", 1, 3, weights="DEFAULT")
+
+
+def _pretrain_trunk(images, seed: int, method: str = "simclr", epochs: int = 3):
+    from alplug.ssl import PretrainSettings, pretrain
+
+    settings = PretrainSettings(method=method, epochs=epochs, model="scattering-conv", in_channels=images.shape[1],
+                                image_size=32, weights=None, hflip=False, seed=seed, batch_size=16)
+    return pretrain(settings, images, np.arange(len(images)))
+
+
+def test_pretraining_a_fixed_front_computes_each_views_coefficients_once_and_trains_the_trunk(monkeypatch):
+    """The point of the stored views: the scattering transform sees each image and each of its FRONT_VIEWS views
+    once, whatever the epochs; the trunk's weights move; the same seed gives the same weights, another seed others."""
+    from alplug import ssl
+    from alplug.models.scattering_module import ScatteringBackbone
+
+    images = np.random.default_rng(0).integers(0, 256, (24, 3, 32, 32), dtype=np.uint8)
+    seen = []
+    real = ScatteringBackbone.forward
+    monkeypatch.setattr(ScatteringBackbone, "forward", lambda self, x: seen.append(len(x)) or real(self, x))
+    trained = _pretrain_trunk(images, seed=1)
+    assert sum(seen) == 24 * (1 + ssl.FRONT_VIEWS)  # 3 epochs, yet no pass beyond the stored views
+    after = trained.backbone.trunk.state_dict()
+    again = _pretrain_trunk(images, seed=1).backbone.trunk.state_dict()
+    other = _pretrain_trunk(images, seed=2).backbone.trunk.state_dict()
+    assert all(torch.equal(after[k], again[k]) for k in after)
+    assert not torch.equal(after["1.weight"], other["1.weight"])
+    torch.manual_seed(1)
+    untrained = ImageClassifier("scattering-conv", 3, 2, image_size=32).backbone.trunk.state_dict()
+    assert not torch.equal(untrained["1.weight"], after["1.weight"])  # the trunk trained from where the seed put it
+
+
+def test_byol_trains_the_trunk_over_stored_views_too():
+    images = np.random.default_rng(1).integers(0, 256, (16, 1, 32, 32), dtype=np.uint8)
+    trained = _pretrain_trunk(images, seed=0, method="byol", epochs=1).backbone.trunk.state_dict()
+    torch.manual_seed(0)
+    untrained = ImageClassifier("scattering-conv", 1, 2, image_size=32).backbone.trunk.state_dict()
+    assert not torch.equal(untrained["1.weight"], trained["1.weight"])
+    assert torch.isfinite(trained["1.weight"]).all()
+
+
 # ---- the recipe, as settings -------------------------------------------------------------------------------------
 
 FACTS = DataFacts(channels=3, side=32, classes=10, pool=1000, labels=100)
@@ -81,11 +133,12 @@ FACTS = DataFacts(channels=3, side=32, classes=10, pool=1000, labels=100)
 def test_a_recipe_sets_only_what_the_user_left_and_says_why():
     config = RunConfig(recipe="few-labels", epochs=7)
     resolved, lines = apply_recipe(config, FACTS, given={"epochs", "recipe"})
-    assert resolved.model == "scattering" and resolved.freeze_backbone and resolved.image_size == 32
+    assert resolved.model == "scattering-conv" and resolved.freeze_backbone and resolved.image_size == 32
+    assert (resolved.ssl, resolved.ssl_epochs) == ("simclr", 60)
     assert resolved.epochs == 7  # the user's, kept
     assert any(line.startswith("  --epochs 7: yours, kept") for line in lines)
-    assert any(line.startswith("  --model scattering: ") for line in lines)
-    assert resolved.weight_decay == 0.01 and resolved.augment_copies == 10
+    assert any(line.startswith("  --model scattering-conv: ") for line in lines)
+    assert resolved.weight_decay == 0.01 and resolved.augment_copies == 0
     resolved.validate()  # every recipe's choices are valid settings
     for recipe in RECIPES.values():
         for choice in recipe.choose(FACTS, {}):
@@ -110,7 +163,7 @@ def test_recipes_without_studies_lists_the_recipes_with_their_evidence():
     result = invoke("recipes")
     assert result.exit_code == 0
     assert "few-labels:" in result.output and "evidence: docs/low-budget.md" in result.output
-    assert "--model scattering" in result.output and "--freeze-backbone" in result.output
+    assert "--model scattering-conv --image-size 32 --ssl simclr" in result.output and "--freeze-backbone" in result.output
 
 
 # ---- the recipe, in runs, studies and projects -------------------------------------------------------------------
@@ -123,8 +176,9 @@ def test_run_with_a_recipe_records_its_choices_and_keeps_the_users(small_npz, tm
     assert "recipe few-labels:" in result.output and "--epochs 1: yours, kept (the recipe would use" in result.output
     settings = RunConfig.from_toml(out / "config.toml")
     assert (settings.recipe, settings.model, settings.freeze_backbone, settings.epochs) == \
-        ("few-labels", "scattering", True, 1)
-    assert "--model scattering:" in (out / "recipe.txt").read_text()
+        ("few-labels", "scattering-conv", True, 1)
+    assert "--model scattering-conv:" in (out / "recipe.txt").read_text()
+    assert "--ssl-epochs 2: yours, kept" in (out / "recipe.txt").read_text()
     again = invoke("run", "--resume", out, "--recipe", "few-labels")  # the same flag again is no change
     assert again.exit_code == 0, again.output
     assert "recipe few-labels:" not in again.output  # resolved once, when the run started
@@ -153,7 +207,7 @@ def test_compare_resolves_a_recipe_once_and_resumes_the_study(small_npz, tmp_pat
     assert len(runs) == 2
     for run in runs:
         settings = RunConfig.from_toml(run / "config.toml")
-        assert (settings.model, settings.epochs, settings.recipe) == ("scattering", 1, "few-labels")
+        assert (settings.model, settings.epochs, settings.recipe) == ("scattering-conv", 1, "few-labels")
     again = invoke(*args)  # the same command resumes it: the recipe resolves to the same settings
     assert again.exit_code == 0, again.output
 
@@ -168,9 +222,9 @@ def test_a_labeling_project_with_a_recipe_trains_what_it_chose(tmp_path):
     store = ProjectStore(project)
     settings = store.settings
     store.close()
-    assert (settings.recipe, settings.model, settings.freeze_backbone) == ("few-labels", "scattering", True)
+    assert (settings.recipe, settings.model, settings.freeze_backbone) == ("few-labels", "scattering-conv", True)
     assert settings.epochs == 1 and settings.image_size == 32  # the project's own options win
-    assert "--model scattering:" in (project / "recipe.txt").read_text()
+    assert "--model scattering-conv:" in (project / "recipe.txt").read_text()
     paths = sorted(truth)
     write_labels(tmp_path / "labels.csv", [(p, truth[p]) for p in paths[::2]])
     assert invoke("project", "import", project, tmp_path / "labels.csv").exit_code == 0
@@ -269,9 +323,9 @@ def test_few_labels_steps_aside_for_pretrained_weights():
     assert config == RunConfig(recipe="few-labels", weights="w.pt")
     assert any("sets nothing" in line for line in lines)
     config, _ = apply_recipe(RunConfig(recipe="few-labels"), dataclasses.replace(FACTS, project=True), set())
-    assert (config.model, config.initial) == ("scattering", "random")  # a project's first batches: at random
+    assert (config.model, config.initial) == ("scattering-conv", "random")  # a project's first batches: at random
     config, _ = apply_recipe(RunConfig(recipe="few-labels"), FACTS, set())
-    assert (config.model, config.initial) == ("scattering", None)  # a run's first labels are its --n-start
+    assert (config.model, config.initial) == ("scattering-conv", None)  # a run's first labels are its --n-start
 
 
 def test_few_labels_on_tiny_images_takes_the_pretrained_small_images_settings():
@@ -285,9 +339,24 @@ def test_few_labels_on_tiny_images_takes_the_pretrained_small_images_settings():
     config.validate()
     assert any("--ssl simclr:" in line for line in lines)
     config, _ = apply_recipe(RunConfig(recipe="few-labels"), dataclasses.replace(tiny, side=16), set())
-    assert config.model == "scattering"  # 16 px and more: the scattering settings
+    assert config.model == "scattering-conv"  # 16 px and more: the scattering-trunk settings
     config, _ = apply_recipe(RunConfig(recipe="few-labels", model="scattering"), tiny, {"model"})
     assert config.model == "scattering" and config.ssl is None
+
+
+def test_few_labels_with_the_fixed_scattering_model_or_without_lightly_takes_the_fixed_settings(monkeypatch):
+    """--model scattering asks for the fixed features: the copies and no pretraining. Without lightly the recipe
+    cannot pretrain the trunk and says so."""
+    config, _ = apply_recipe(RunConfig(recipe="few-labels", model="scattering"), FACTS, {"model"})
+    assert (config.model, config.ssl, config.augment_copies, config.weight_decay) == ("scattering", None, 10, 0.01)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lightly" else real(name, *a))
+    config, lines = apply_recipe(RunConfig(recipe="few-labels"), FACTS, set())
+    assert (config.model, config.ssl, config.augment_copies) == ("scattering", None, 10)
+    assert any("the pretrained scattering trunk needs lightly" in line for line in lines)
+    config.validate()
 
 
 def test_few_labels_on_tiny_images_without_lightly_says_why_it_takes_scattering(monkeypatch):

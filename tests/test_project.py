@@ -148,15 +148,15 @@ def write_three_patterns(root, copies=10, seed=0):
 
 
 def test_a_project_takes_the_few_labels_recipe_and_random_first_picks_by_default(tmp_path):
-    """What a project is for: few labels. Without --recipe it takes few-labels (scattering, frozen, copies), and its
+    """What a project is for: few labels. Without --recipe it takes few-labels (a scattering trunk pretrained on the pool, frozen), and its
     first batches are random (docs/low-budget.md#first-picks-on-folders-unlike-digits); --recipe none opts out."""
     write_three_patterns(tmp_path / "images")
     result = invoke("project", "init", tmp_path / "proj", "--images", tmp_path / "images", "--classes", "a,b,c")
-    assert result.exit_code == 0 and "--model scattering:" in result.output and "--initial random:" in result.output, \
+    assert result.exit_code == 0 and "--model scattering-conv:" in result.output and "--initial random:" in result.output, \
         result.output
     settings = ProjectStore(tmp_path / "proj").settings
     assert (settings.recipe, settings.model, settings.freeze_backbone, settings.initial) == \
-        ("few-labels", "scattering", True, "random")
+        ("few-labels", "scattering-conv", True, "random")
     result = invoke("project", "next", tmp_path / "proj", "-n", 3, "--out", tmp_path / "b1.csv")
     assert result.exit_code == 0 and "random (too few labels to train)" in result.output, result.output
     result = invoke("project", "init", tmp_path / "plain", "--images", tmp_path / "images", "--classes", "a,b,c",

@@ -35,6 +35,9 @@ class ModelParts:
         (alplug adds it in front). An ``nn.Sequential`` head is spliced in after the dropout layer. A layer of
         the head with a ``fit_statistics(features)`` method is given the training images' backbone features
         before each fit (a scaler fitted on the training set; the scattering model's standardisation).
+        A backbone made of a ``front`` without parameters and a ``trunk`` (``backbone(x) == trunk(front(x))``,
+        as ``scattering-conv``'s) is pretrained by ``--ssl`` on the front's outputs of a few stored views of each
+        image, computed once (``alplug.ssl``), instead of a front pass per view and step.
     embedding_dim: D.
     """
 

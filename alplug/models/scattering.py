@@ -16,7 +16,8 @@ from __future__ import annotations
 from functools import partial
 
 from ..errors import UsageError
-from .contract import ModelParts, ModelSpec, backbone_part, fit_state_dict, load_state_dict_file, looks_like_a_path
+from .contract import (ModelParts, ModelSpec, backbone_part, fit_state_dict, load_backbone_weights, load_state_dict_file,
+                       looks_like_a_path)
 
 GRID = 8  # the head reads each coefficient on a GRID x GRID grid
 
@@ -42,8 +43,31 @@ def build_scattering(scales: int, in_channels: int, num_classes: int, weights: s
     return ModelParts(backbone=backbone, head=head, embedding_dim=k)
 
 
+def build_scattering_conv(scales: int, in_channels: int, num_classes: int, weights: str | None) -> ModelParts:
+    from torch import nn
+
+    from .scattering_module import CoefficientStandardize, ScatteringConvBackbone
+
+    backbone = ScatteringConvBackbone(scales, in_channels, TRUNK_WIDTH)
+    if weights is not None:
+        if not looks_like_a_path(weights):
+            raise UsageError(f"the scattering-conv model has no pretrained weights named {weights!r}; pass a "
+                             "state-dict file (a scattering-conv run's model.pt, or an --ssl backbone) or drop --weights")
+        load_backbone_weights(backbone, weights, "scattering-conv")
+    head = nn.Sequential(CoefficientStandardize(TRUNK_WIDTH), nn.Flatten(), nn.Linear(TRUNK_WIDTH, num_classes))
+    return ModelParts(backbone=backbone, head=head, embedding_dim=TRUNK_WIDTH)
+
+
+TRUNK_WIDTH = 128  # channels of scattering-conv's trunk: its embedding
+
 SCATTERING = ModelSpec(
     "scattering", partial(build_scattering, 2),
     "wavelet scattering transform (kymatio; J=2, 8 orientations) and a linear head: label-free fixed features, "
     "no pretraining", min_input_size=32,
     weights_help="none to load (the filters are fixed); a scattering run's model.pt is accepted")
+
+SCATTERING_CONV = ModelSpec(
+    "scattering-conv", partial(build_scattering_conv, 2),
+    "wavelet scattering transform (kymatio; J=2, 8 orientations) and a small convolutional trunk (3 layers, "
+    f"{TRUNK_WIDTH} wide) for --ssl to train on the pool: pretraining runs on the fixed transform's coefficients, "
+    "computed once", min_input_size=32)

@@ -77,3 +77,28 @@ class CoefficientStandardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+class ScatteringConvBackbone(nn.Module):
+    """The scattering transform (``front``: fixed, no parameters) and a small convolutional ``trunk`` over its
+    coefficient maps, ending in one pooled vector (N, width, 1, 1).
+
+    Why a trunk of our own: no library has a learnable network over scattering coefficients sized for a CPU. The
+    front being fixed is what makes self-supervised training of the trunk cheap: ``alplug.ssl`` computes the
+    front's coefficients of a few fixed views of each pool image once and trains the trunk on them, instead of
+    running the transform at every step (docs/low-budget.md). The trunk starts by standardising each coefficient
+    (BatchNorm without affine parameters: during pretraining it learns the pool's statistics)."""
+
+    def __init__(self, scales: int, in_channels: int, width: int = 128):
+        super().__init__()
+        k = in_channels * coefficients(scales)
+        self.front = ScatteringBackbone(scales)
+
+        def block(cin: int, cout: int, size: int) -> list:
+            return [nn.Conv2d(cin, cout, size, padding=size // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.trunk = nn.Sequential(nn.BatchNorm2d(k, affine=False), *block(k, width, 1), *block(width, width, 3),
+                                   *block(width, width, 3), nn.AdaptiveAvgPool2d(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(self.front(x))
