@@ -112,6 +112,8 @@ def _scattering_trunk(facts: DataFacts) -> list[Choice]:
         Choice("ssl_epochs", TRUNK_EPOCHS, f"{TRUNK_EPOCHS} epochs of the trunk over the stored views"),
         Choice("freeze_backbone", True, "a head on the pretrained features: each image's are computed once per run"),
         Choice("epochs", 100, "a linear head on cached features: 100 epochs take seconds"),
+        Choice("augment_copies", 10, "ten copies of each labeled image shifted by a few pixels, their features "
+                                     "computed once: the head learns what a label looks like moved a little"),
         Choice("weight_decay", 0.01, "an L2 penalty on the head over standardised features"),
     ]
 

@@ -1,15 +1,16 @@
 """docs/low-budget.md's lead table from the studies behind it: every folder x (from scratch, the best label-free
-baseline, the fixed scattering settings, ``--recipe few-labels``, its ceiling) at 1, 3 and 10 labels per class,
+baseline, the fixed scattering settings, the trunk without copies, ``--recipe few-labels``, its ceiling) at 1, 3
+and 10 labels per class,
 medians with ranges over the seeds, and the recipe paired seed by seed with the best baseline and the fixed
 settings (wins/ties/losses, median difference, Wilcoxon's signed-rank test).
 
-    uv run python benchmarks/few_labels_table.py --studies studies --prefix fl3 --update docs/low-budget/few-labels-results.json
+    uv run python benchmarks/few_labels_table.py --studies studies --update
 
 Reads ``STUDIES/PREFIX-FOLDER-K`` (``alplug compare --recipe few-labels --query random --rounds 0 --n-start K``) and
 ``STUDIES/PREFIXceil-FOLDER`` (the same with ``--n-start`` as high as the smallest class allows); every other
 column comes from the results file (``baselines-*`` from benchmarks/label_free_baselines.py ``--json``, ``fl2-*``
-the fixed scattering settings, ``scratch-*`` ResNet-18 from scratch), with which ``--update`` merges the studies'
-figures.
+the fixed scattering settings, ``fl3-*`` the trunk without the copies, ``scratch-*`` ResNet-18 from scratch), with
+which ``--update`` merges the studies' figures.
 """
 from __future__ import annotations
 
@@ -68,20 +69,20 @@ def best_baseline(results: dict, folder: str, k: int) -> tuple[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", default="studies")
-    parser.add_argument("--prefix", default="fl3")
+    parser.add_argument("--prefix", default="fl4")
     parser.add_argument("--results", default="docs/low-budget/few-labels-results.json")
     parser.add_argument("--update", action="store_true", help="merge the studies' figures into --results")
     args = parser.parse_args()
     results = json.loads(Path(args.results).read_text())
     root = Path(args.studies)
     for folder in FOLDERS:
-        for name in [f"{args.prefix}-{folder}-{k}" for k in BUDGETS] + [f"{args.prefix}ceil-{folder}"]:
+        for name in [f"{p}-{folder}-{k}" for p in ("fl3", args.prefix) for k in BUDGETS] + [f"{args.prefix}ceil-{folder}"]:
             if (root / name).is_dir():
                 results[name] = study_accuracies(root / name)
     if args.update:
         Path(args.results).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     header = ["data set", "labels per class", "from scratch (ResNet-18)", "best label-free baseline",
-              "fixed scattering settings", "`--recipe few-labels`", "recipe ÷ its ceiling",
+              "fixed scattering settings", "the trunk without copies", "`--recipe few-labels`", "recipe ÷ its ceiling",
               "against the best baseline", "against the fixed settings"]
     print("| " + " | ".join(header) + " |\n|" + " --- |" * len(header))
     for folder in FOLDERS:
@@ -93,9 +94,10 @@ def main() -> None:
             ratio = (f"{np.median(list(ours.values())) / np.median(list(ceiling.values())):.2f}"
                      if ours and ceiling else "—")
             print(f"| {folder} | {k} | {cell(results.get(f'scratch-{folder}-{k}'))} | {base_name}: {cell(base)} | "
-                  f"{cell(fixed)} | {cell(ours)} | {ratio} | {paired(ours or {}, base)} | "
+                  f"{cell(fixed)} | {cell(results.get(f'fl3-{folder}-{k}'))} | {cell(ours)} | {ratio} | "
+                  f"{paired(ours or {}, base)} | "
                   f"{paired(ours or {}, fixed or {})} |")
-        print(f"| {folder} | every pool label (ceiling) | — | — | {cell(results.get(f'fl2ceil-{folder}'))} | "
+        print(f"| {folder} | every pool label (ceiling) | — | — | {cell(results.get(f'fl2ceil-{folder}'))} | — | "
               f"{cell(ceiling)} | | | |")
 
 

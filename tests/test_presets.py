@@ -138,7 +138,7 @@ def test_a_recipe_sets_only_what_the_user_left_and_says_why():
     assert resolved.epochs == 7  # the user's, kept
     assert any(line.startswith("  --epochs 7: yours, kept") for line in lines)
     assert any(line.startswith("  --model scattering-conv: ") for line in lines)
-    assert resolved.weight_decay == 0.01 and resolved.augment_copies == 0
+    assert resolved.weight_decay == 0.01 and resolved.augment_copies == 10
     resolved.validate()  # every recipe's choices are valid settings
     for recipe in RECIPES.values():
         for choice in recipe.choose(FACTS, {}):
