@@ -99,41 +99,48 @@ def _few_labels(facts: DataFacts, yours: dict) -> list[Choice]:
     return _scattering_trunk(facts) + first_picks + tiny_note
 
 
+TRUNK_EPOCHS = 60
+
+
+def _channels(facts: DataFacts) -> str:
+    return "each of the 3 colour channels" if facts.channels == 3 else f"{facts.channels} channel(s)"
+
+
+# The head both scattering settings train on cached features: a frozen backbone, ten shifted copies of each label
+# and weight decay over standardised features.
+_CACHED_HEAD = [
+    Choice("epochs", 100, "a linear head on cached features: 100 epochs take seconds"),
+    Choice("augment_copies", 10, "ten copies of each labeled image shifted by a few pixels, their features computed "
+                                 "once: the head learns what a label looks like moved a little"),
+    Choice("weight_decay", 0.01, "an L2 penalty on the head over standardised features: better on each of the four "
+                                 "data sets measured with the fixed features"),
+]
+
+
 def _scattering_trunk(facts: DataFacts) -> list[Choice]:
     """docs/low-budget.md#one-flag-for-few-labels: a small trunk over scattering coefficients, pretrained by SimCLR
     on the pool's stored views."""
-    channels = "each of the 3 colour channels" if facts.channels == 3 else f"{facts.channels} channel(s)"
     return [
-        Choice("model", "scattering-conv", f"wavelet scattering coefficients of {channels} and a small convolutional "
-                                           "trunk over them, pretrained on the unlabeled pool"),
+        Choice("model", "scattering-conv", f"wavelet scattering coefficients of {_channels(facts)} and a small "
+                                           "convolutional trunk over them, pretrained on the unlabeled pool"),
         Choice("image_size", 32, "the trunk reads the 8x8 coefficient maps that 2 scales give at 32 px"),
         Choice("ssl", "simclr", "SimCLR on views of the pool's images, their coefficients computed once: minutes "
                                 "on a CPU, cached and reused by every run of the same images"),
         Choice("ssl_epochs", TRUNK_EPOCHS, f"{TRUNK_EPOCHS} epochs of the trunk over the stored views"),
         Choice("freeze_backbone", True, "a head on the pretrained features: each image's are computed once per run"),
-        Choice("epochs", 100, "a linear head on cached features: 100 epochs take seconds"),
-        Choice("augment_copies", 10, "ten copies of each labeled image shifted by a few pixels, their features "
-                                     "computed once: the head learns what a label looks like moved a little"),
-        Choice("weight_decay", 0.01, "an L2 penalty on the head over standardised features"),
+        *_CACHED_HEAD,
     ]
-
-
-TRUNK_EPOCHS = 60
 
 
 def _fixed_scattering(facts: DataFacts) -> list[Choice]:
     """docs/low-budget.md: the fixed scattering features with a linear head, no pretraining (no lightly needed)."""
-    channels = "each of the 3 colour channels" if facts.channels == 3 else f"{facts.channels} channel(s)"
     return [
-        Choice("model", "scattering", f"label-free wavelet scattering features of {channels}: no pretraining, and "
-                                      "on folders unlike digits a head on them beat training from scratch"),
+        Choice("model", "scattering", f"label-free wavelet scattering features of {_channels(facts)}: no "
+                                      "pretraining, and on folders unlike digits a head on them beat training from "
+                                      "scratch"),
         Choice("image_size", 32, "the scattering head reads an 8x8 grid, which 2 scales give at 32 px"),
         Choice("freeze_backbone", True, "the features are fixed: each image's are computed once per run"),
-        Choice("epochs", 100, "a linear head on cached features: 100 epochs take seconds"),
-        Choice("augment_copies", 10, "ten copies of each labeled image shifted by a few pixels, their features "
-                                     "computed once: the head learns what a label looks like moved a little"),
-        Choice("weight_decay", 0.01, "an L2 penalty on the head over standardised coefficients: better on each of the "
-                                     "four measured data sets"),
+        *_CACHED_HEAD,
     ]
 
 
