@@ -89,7 +89,7 @@ class ScatteringConvBackbone(nn.Module):
     running the transform at every step (docs/low-budget.md). The trunk starts by standardising each coefficient
     (BatchNorm without affine parameters: during pretraining it learns the pool's statistics)."""
 
-    def __init__(self, scales: int, in_channels: int, width: int = 128):
+    def __init__(self, scales: int, in_channels: int, width: int):
         super().__init__()
         k = in_channels * coefficients(scales)
         self.front = ScatteringBackbone(scales)
